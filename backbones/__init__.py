@@ -1,0 +1,22 @@
+"""Backbone registry: ``backbones.build(name, modalities, checkpoint)`` and ``list_backbones()``.
+
+Importing this package registers the built-in backbones; third-party modules named in
+``$RSBENCH_PLUGINS`` are imported on first use of the registry.
+"""
+
+from . import random_init  # noqa: F401  (registers random_init_*)
+from .checkpoint import CheckpointError, file_hash, load_encoder_checkpoint, save_encoder_checkpoint
+from .registry import BackboneSpec, UnknownBackboneError, build, get_spec, list_backbones, register_backbone
+
+__all__ = [
+    "BackboneSpec",
+    "CheckpointError",
+    "UnknownBackboneError",
+    "build",
+    "file_hash",
+    "get_spec",
+    "list_backbones",
+    "load_encoder_checkpoint",
+    "register_backbone",
+    "save_encoder_checkpoint",
+]

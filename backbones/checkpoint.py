@@ -1,0 +1,91 @@
+"""The project's encoder-only checkpoint format: save, load with a strict key report, hash."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+FORMAT = "rsbench-encoder"
+#: Parameters that belong to the task-side adapter, not to the pretrained encoder.
+NON_ENCODER_PREFIXES = ("pyramid.",)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit the backbone it is loaded into."""
+
+
+@dataclass
+class LoadReport:
+    """Keys the checkpoint lacked (left at their init) and keys it had that the model does not use."""
+
+    missing: list[str]
+    unexpected: list[str]
+
+    def __str__(self) -> str:
+        return f"missing {len(self.missing)} keys {self.missing[:5]}, unexpected {len(self.unexpected)} {self.unexpected[:5]}"
+
+
+def encoder_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The encoder's parameters and buffers, without the task-side pyramid."""
+    return {k: v for k, v in model.state_dict().items() if not k.startswith(NON_ENCODER_PREFIXES)}
+
+
+def save_encoder_checkpoint(model: nn.Module, path: str | os.PathLike, **meta) -> Path:
+    """Write ``{"meta": ..., "state_dict": encoder}`` atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT, "version": 1, "modalities": list(getattr(model, "modalities", ())), **meta}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"meta": meta, "state_dict": encoder_state_dict(model)}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_encoder_checkpoint(model: nn.Module, path: str | os.PathLike, allow_missing: tuple[str, ...] = ()) -> LoadReport:
+    """Load an rsbench encoder checkpoint into ``model``, refusing anything that does not fit.
+
+    Shape mismatches, encoder keys the checkpoint lacks (unless they start with one of
+    ``allow_missing``, e.g. the embedding of a modality the pretraining never saw) and
+    keys the model does not have raise CheckpointError naming them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt files
+        raise CheckpointError(f"checkpoint {path} could not be read ({exc.__class__.__name__}: {exc})") from exc
+    if not isinstance(blob, dict) or blob.get("meta", {}).get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not an rsbench encoder checkpoint; convert official weights first (see docs/checkpoints.md)"
+        )
+    state = blob["state_dict"]
+    own = encoder_state_dict(model)
+    wrong_shape = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
+    if wrong_shape:
+        raise CheckpointError(f"{path}: shape mismatch for {len(wrong_shape)} keys, e.g. {wrong_shape[:3]}")
+    report = LoadReport(
+        missing=sorted(k for k in own if k not in state),
+        unexpected=sorted(k for k in state if k not in own),
+    )
+    blocking = [k for k in report.missing if not k.startswith(allow_missing)]
+    if blocking or report.unexpected:
+        raise CheckpointError(f"{path} does not fit {getattr(model, 'backbone_name', 'the backbone')}: {report}")
+    model.load_state_dict(state, strict=False)
+    return report
+
+
+def file_hash(path: str | os.PathLike | None, length: int = 12) -> str:
+    """Short sha256 of a file, used to tell checkpoints apart in result rows ("none" for no file)."""
+    if path is None:
+        return "none"
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:length]

@@ -1,0 +1,109 @@
+"""A timm-style decorator registry for backbones: adding one is a single decorated builder."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from torch import nn
+
+
+class UnknownBackboneError(KeyError):
+    """Raised for a backbone name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What the registry knows about a backbone before building it."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    method: str  # pretraining method: random_init, mssdf, cmid, mae, ...
+    arch: str  # encoder architecture, e.g. vit_t16
+    default_cfg: dict = field(default_factory=dict)
+    description: str = ""
+
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+_PLUGINS_LOADED = False
+
+
+def register_backbone(name: str, *, method: str, arch: str, **default_cfg) -> Callable:
+    """Register ``builder(modalities=..., **kw) -> nn.Module`` under ``name``.
+
+    ``default_cfg`` travels with the registration (input size, patch size, ...) so callers
+    ask the registry instead of keeping their own tables.
+    """
+
+    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY and _REGISTRY[name].builder is not builder:
+            raise ValueError(f"backbone {name!r} is already registered by {_REGISTRY[name].builder.__module__}")
+        doc = (builder.__doc__ or "").strip().splitlines()
+        _REGISTRY[name] = BackboneSpec(name, builder, method, arch, dict(default_cfg), doc[0] if doc else "")
+        return builder
+
+    return decorator
+
+
+def load_plugins() -> None:
+    """Import third-party modules named in ``$RSBENCH_PLUGINS`` (comma separated) once.
+
+    A module that calls ``register_backbone`` on import adds its backbones with no change
+    to the harness.
+    """
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    for module in filter(None, (m.strip() for m in os.environ.get("RSBENCH_PLUGINS", "").split(","))):
+        importlib.import_module(module)
+
+
+def list_backbones(pattern: str = "*") -> list[str]:
+    """Sorted registered names matching a shell-style ``pattern``."""
+    load_plugins()
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """The registration of ``name``; an UnknownBackboneError names close matches."""
+    load_plugins()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UnknownBackboneError(
+            f"unknown backbone {name!r}.{hint} Run `rsbench backbones` to list the registered ones."
+        )
+    return _REGISTRY[name]
+
+
+def build(
+    name: str,
+    modalities: Sequence[str] = ("rgb", "dsm"),
+    checkpoint: str | os.PathLike | None = None,
+    **kwargs,
+) -> nn.Module:
+    """Build a registered backbone, optionally loading an encoder checkpoint.
+
+    The module maps ``{modality: B x C x H x W}`` to a list of four feature maps at
+    strides 4, 8, 16 and 32, and exposes ``out_channels``, ``modalities`` and, where it
+    applies, ``patch_size``.
+    """
+    spec = get_spec(name)
+    cfg = {**spec.default_cfg, **kwargs}
+    model = spec.builder(modalities=tuple(modalities), **cfg)
+    model.backbone_name = name
+    model.method = spec.method
+    model.arch = spec.arch
+    if checkpoint is not None:
+        from .checkpoint import load_encoder_checkpoint
+
+        model.load_report = load_encoder_checkpoint(model, checkpoint)
+    return model

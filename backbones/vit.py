@@ -1,0 +1,118 @@
+"""A multi-modal ViT encoder (timm) with a simple feature pyramid, shared by every ViT backbone."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import timm
+import torch
+from mmseg.models.necks import Feature2Pyramid
+from timm.layers import PatchEmbed, resample_abs_pos_embed
+from torch import nn
+
+#: Default channel count of each modality the data layer provides.
+MODALITY_CHANNELS = {"rgb": 3, "dsm": 1, "ms": 4}
+
+
+class MultiModalViT(nn.Module):
+    """One timm ViT encoder fed by one patch embedding per modality.
+
+    Token embeddings of the modalities present are averaged, so RGB-only and RGB+DSM runs
+    share the encoder and the token count (MSSDF gives each modality its own embedding for
+    the same reason). Features of four evenly spaced blocks go through mmseg's
+    ``Feature2Pyramid`` (a ViTDet-style simple feature pyramid) to strides 4, 8, 16, 32 (patch size 8 or 16).
+    """
+
+    def __init__(
+        self,
+        arch: str = "vit_tiny_patch16_224",
+        modalities: Sequence[str] = ("rgb", "dsm"),
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: Mapping[str, int] | None = None,
+        out_indices: Sequence[int] | None = None,
+        drop_path_rate: float = 0.0,
+        pyramid_norm: str = "BN",
+        **timm_kwargs,
+    ) -> None:
+        super().__init__()
+        if not modalities:
+            raise ValueError("a backbone needs at least one input modality, e.g. ('rgb',)")
+        channels = {**MODALITY_CHANNELS, **(in_chans or {})}
+        unknown = [m for m in modalities if m not in channels]
+        if unknown:
+            raise ValueError(f"unknown modality {unknown}; known: {sorted(channels)} (pass in_chans for new ones)")
+        self.modalities = tuple(modalities)
+        self.patch_size = patch_size
+        self.vit = timm.create_model(
+            arch,
+            pretrained=False,
+            num_classes=0,
+            global_pool="",
+            img_size=img_size,
+            patch_size=patch_size,
+            drop_path_rate=drop_path_rate,
+            **timm_kwargs,  # e.g. depth=4 for tiny test models
+        )
+        embed_dim = self.vit.embed_dim
+        self.grid_size = self.vit.patch_embed.grid_size
+        # The encoder's own 3-channel embedding is replaced by one embedding per modality.
+        self.vit.patch_embed = nn.Identity()
+        self.patch_embeds = nn.ModuleDict(
+            {
+                m: PatchEmbed(
+                    img_size, patch_size, channels[m], embed_dim, output_fmt="NHWC", strict_img_size=False
+                )
+                for m in self.modalities
+            }
+        )
+        depth = len(self.vit.blocks)
+        # Four evenly spaced blocks feed the pyramid (repeats allowed for very shallow test models).
+        self.out_indices = tuple(out_indices or [max(0, (k + 1) * depth // 4 - 1) for k in range(4)])
+        # Rescale the stride-p token map to strides 4, 8, 16, 32 whatever the patch size.
+        rescales = {16: [4, 2, 1, 0.5], 8: [2, 1, 0.5, 0.25]}
+        if patch_size not in rescales:
+            raise ValueError(f"patch_size {patch_size} is not supported by the feature pyramid; use 8 or 16")
+        self.pyramid = Feature2Pyramid(embed_dim, rescales=rescales[patch_size], norm_cfg=dict(type=pyramid_norm))
+        self.embed_dim = embed_dim
+        self.out_channels = [embed_dim] * 4
+
+    def embed(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Average the per-modality patch tokens: B x h x w x C."""
+        missing = [m for m in self.modalities if m not in inputs]
+        if missing:
+            raise KeyError(f"backbone expects modalities {self.modalities}, the batch lacks {missing}")
+        tokens = [self.patch_embeds[m](inputs[m]) for m in self.modalities]
+        return torch.stack(tokens).mean(0)
+
+    def encode(self, tokens: torch.Tensor) -> list[torch.Tensor]:
+        """Run the transformer on B x h x w x C tokens; return the out_indices maps as B x C x h x w."""
+        b, h, w, c = tokens.shape
+        pos = resample_abs_pos_embed(
+            self.vit.pos_embed, new_size=(h, w), old_size=self.grid_size, num_prefix_tokens=self.vit.num_prefix_tokens
+        )
+        x = tokens.reshape(b, h * w, c)
+        if self.vit.cls_token is not None:
+            x = torch.cat([self.vit.cls_token.expand(b, -1, -1), x], dim=1)
+        x = self.vit.norm_pre(self.vit.pos_drop(x + pos))
+        prefix = self.vit.num_prefix_tokens
+        last = len(self.vit.blocks) - 1
+        feats = {}
+        for i, block in enumerate(self.vit.blocks):
+            x = block(x)
+            if i in self.out_indices:
+                out = self.vit.norm(x) if i == last else x
+                feats[i] = out[:, prefix:].transpose(1, 2).reshape(b, c, h, w)
+        return [feats[i] for i in self.out_indices]
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+        return list(self.pyramid(self.encode(self.embed(inputs))))
+
+
+#: Encoder sizes by short name, mapped to timm architectures.
+VIT_ARCHS = {
+    "vit_t16": "vit_tiny_patch16_224",
+    "vit_s16": "vit_small_patch16_224",
+    "vit_b16": "vit_base_patch16_224",
+    "vit_l16": "vit_large_patch16_224",
+}
