@@ -1,0 +1,52 @@
+"""Label-fraction subsets of a training split: nested, seeded and stratified."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from torch.utils.data import Dataset, Subset
+
+
+def subset_size(fraction: float, n: int) -> int:
+    """Number of training samples for ``fraction`` of ``n`` (at least one)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+    return max(1, min(n, int(round(fraction * n))))
+
+
+def stratified_order(strata: Sequence[int] | np.ndarray, split_seed: int) -> np.ndarray:
+    """A seeded ordering of sample indices whose every prefix is stratified.
+
+    Within each stratum the samples are shuffled; the r-th of n_s samples gets the key
+    (r + u) / n_s with u ~ U(0, 1), and all samples are sorted by key. Any prefix then
+    holds each stratum in proportion to its size (within about one sample), and taking
+    prefixes of the same ordering makes smaller subsets nested in larger ones.
+    """
+    strata = np.asarray(strata)
+    rng = np.random.default_rng(split_seed)
+    keys = np.empty(len(strata), dtype=np.float64)
+    for value in np.unique(strata):
+        members = rng.permutation(np.flatnonzero(strata == value))
+        keys[members] = (np.arange(len(members)) + rng.random(len(members))) / len(members)
+    return np.argsort(keys, kind="stable")
+
+
+def nested_label_subsets(
+    strata: Sequence[int] | np.ndarray, fractions: Sequence[float], split_seed: int
+) -> dict[float, np.ndarray]:
+    """Sorted training-sample indices for each fraction; smaller fractions nest in larger ones."""
+    order = stratified_order(strata, split_seed)
+    return {float(f): np.sort(order[: subset_size(f, len(order))]) for f in fractions}
+
+
+class LabelSubset(Subset):
+    """The labelled part of a training split; keeps the parent's metainfo and records the fraction."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int], fraction: float) -> None:
+        super().__init__(dataset, list(indices))
+        self.fraction = fraction
+
+    @property
+    def metainfo(self) -> dict:
+        return {**getattr(self.dataset, "metainfo", {}), "label_fraction": self.fraction, "n_train": len(self)}

@@ -1,0 +1,59 @@
+import math
+
+import pandas as pd
+import pytest
+
+from benchmark.results import ResultStore
+from benchmark.tables import failed_cells, seed_table, summary_table
+
+
+def _rows(chash, seed, value, fraction=0.1, status="ok"):
+    return [
+        dict(method="random_init", backbone="b", task="segmentation", dataset="synthetic", fraction=fraction,
+             n_train=10, split_seed=0, train_seed=seed, metric=m, value=v, status=status, config_hash=chash)
+        for m, v in (("mIoU", value), ("OA", value + 10))
+    ]  # fmt: skip
+
+
+def test_append_round_trips_through_parquet_and_csv(tmp_path):
+    store = ResultStore(tmp_path)
+    store.append(_rows("a", 0, 50.0))
+    store.append(_rows("b", 1, 60.0))
+    frame = store.load()
+    assert len(frame) == 4
+    assert set(frame["config_hash"]) == {"a", "b"}
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 4
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_rerun_of_a_cell_replaces_its_rows(tmp_path):
+    store = ResultStore(tmp_path)
+    store.append(_rows("a", 0, 50.0))
+    store.append(_rows("a", 0, 55.0))
+    frame = store.load()
+    assert len(frame) == 2
+    assert frame.loc[frame["metric"] == "mIoU", "value"].item() == 55.0
+
+
+def test_done_hashes_only_count_ok_cells(tmp_path):
+    store = ResultStore(tmp_path)
+    store.append(_rows("a", 0, 50.0))
+    store.append(_rows("b", 0, math.nan, status="failed: RuntimeError: boom"))
+    assert store.done_config_hashes() == {"a"}
+    assert failed_cells(store.load())["status"].str.startswith("failed").all()
+
+
+def test_rows_without_required_columns_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="config_hash"):
+        ResultStore(tmp_path).append([dict(metric="mIoU", value=1.0, status="ok")])
+    assert not (tmp_path / "results.parquet").exists()
+
+
+def test_tables_average_over_seeds(tmp_path):
+    store = ResultStore(tmp_path)
+    store.append(_rows("a", 0, 50.0) + _rows("b", 1, 60.0))
+    per_seed = seed_table(store.load(), "mIoU")
+    assert per_seed["mean"].item() == 55.0
+    assert per_seed["std"].item() == pytest.approx(7.07, abs=0.01)
+    summary = summary_table(store.load(), "mIoU")
+    assert summary.loc[("segmentation", "b"), 0.1] == "55.00 ± 7.07"
