@@ -1,0 +1,7 @@
+"""Downstream tasks: each a model builder, a batch adapter and a metric, trained by ``tasks.engine.finetune``."""
+
+from . import segmentation  # noqa: F401  (registers "segmentation")
+from .base import Task, TrainBudget, get_task, list_tasks, register_task
+from .engine import FinetuneResult, finetune
+
+__all__ = ["FinetuneResult", "Task", "TrainBudget", "finetune", "get_task", "list_tasks", "register_task"]

@@ -1,0 +1,149 @@
+"""Semantic segmentation: mmseg UPerHead (+ auxiliary FCN head) on the backbone pyramid; mIoU, mF1, OA."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.config import ConfigDict
+from mmengine.evaluator import BaseMetric
+from mmengine.model import BaseModel
+from mmseg.evaluation.metrics import IoUMetric
+from mmseg.registry import MODELS as MMSEG_MODELS
+from torch import nn
+
+from .base import Task, register_task
+from .preprocess import ModalityPreprocessor
+
+DEFAULT_CLASSES = ("impervious", "building", "low_vegetation", "tree", "car", "clutter")
+
+
+def norm_cfg(norm: str) -> dict:
+    """mmcv norm config by short name; GroupNorm keeps batch-size-1 training possible (BN cannot on 1x1 maps)."""
+    if norm == "GN":
+        return dict(type="GN", num_groups=8, requires_grad=True)
+    return dict(type=norm, requires_grad=True)
+
+
+class SegmentationModel(BaseModel):
+    """Backbone -> UPerHead (and an auxiliary FCNHead on stride 16, as in the MSSDF Potsdam protocol)."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        head_channels: int = 128,
+        aux_weight: float = 0.4,
+        ignore_index: int = 255,
+        norm: str = "BN",
+    ) -> None:
+        super().__init__(data_preprocessor=ModalityPreprocessor())
+        self.backbone = backbone
+        self.ignore_index = ignore_index
+        in_channels = list(backbone.out_channels)
+        loss = dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0, avg_non_ignore=True)
+        self.decode_head = MMSEG_MODELS.build(
+            ConfigDict(
+                type="UPerHead", _scope_="mmseg", in_channels=in_channels, in_index=[0, 1, 2, 3],
+                pool_scales=(1, 2, 3, 6), channels=head_channels, dropout_ratio=0.1, num_classes=num_classes,
+                norm_cfg=norm_cfg(norm), align_corners=False, loss_decode=loss,
+            )
+        )  # fmt: skip
+        self.aux_head = None
+        if aux_weight > 0:
+            self.aux_head = MMSEG_MODELS.build(
+                ConfigDict(
+                    type="FCNHead", _scope_="mmseg", in_channels=in_channels[2], in_index=2,
+                    channels=max(head_channels // 2, 16), num_convs=1, concat_input=False, dropout_ratio=0.1,
+                    num_classes=num_classes, norm_cfg=norm_cfg(norm), align_corners=False,
+                    loss_decode=dict(loss, loss_weight=aux_weight),
+                )
+            )  # fmt: skip
+
+    def forward(self, inputs: dict, data_samples: dict | None = None, mode: str = "tensor"):
+        feats = self.backbone(inputs)
+        size = next(iter(inputs.values())).shape[-2:]
+        logits = F.interpolate(self.decode_head(feats), size=size, mode="bilinear", align_corners=False)
+        if mode == "loss":
+            target = data_samples["mask"].long()
+            losses = {"loss_seg": self.decode_head.loss_decode(logits, target, ignore_index=self.ignore_index)}
+            if self.aux_head is not None:
+                aux = F.interpolate(self.aux_head(feats), size=size, mode="bilinear", align_corners=False)
+                losses["loss_aux"] = self.aux_head.loss_decode(aux, target, ignore_index=self.ignore_index)
+            return losses
+        if mode == "predict":
+            preds = logits.argmax(1)
+            return [{"pred": p, "gt": g} for p, g in zip(preds, data_samples["mask"])]
+        return logits
+
+
+class SegmentationMetric(BaseMetric):
+    """mIoU, mF1 and OA (in %) from mmseg's confusion areas.
+
+    ``mIoU`` averages over every class that occurs in the ground truth or the
+    predictions; ``exclude`` adds e.g. ``mIoU_excl_clutter`` (the ISPRS convention).
+    """
+
+    default_prefix = ""
+
+    def __init__(self, class_names: Sequence[str], ignore_index: int = 255, exclude: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.class_names = tuple(class_names)
+        self.ignore_index = ignore_index
+        self.exclude = tuple(exclude)
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        for sample in data_samples:
+            areas = IoUMetric.intersect_and_union(
+                sample["pred"].cpu(), sample["gt"].cpu(), len(self.class_names), self.ignore_index
+            )
+            self.results.append(areas)
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        inter, union, pred, label = (torch.stack(r).sum(0) for r in zip(*results))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scores = IoUMetric.total_area_to_metrics(inter, union, pred, label, metrics=["mIoU", "mFscore"])
+        iou, f1 = np.asarray(scores["IoU"], dtype=float), np.asarray(scores["Fscore"], dtype=float)
+        out = {"mIoU": 100 * np.nanmean(iou), "mF1": 100 * np.nanmean(f1), "OA": 100 * float(scores["aAcc"])}
+        if self.exclude:
+            keep = [i for i, n in enumerate(self.class_names) if n not in self.exclude]
+            out[f"mIoU_excl_{'_'.join(self.exclude)}"] = 100 * np.nanmean(iou[keep])
+        out.update({f"IoU.{n}": 100 * float(v) for n, v in zip(self.class_names, iou)})
+        return {k: float(v) for k, v in out.items()}
+
+
+@register_task("segmentation")
+class SegmentationTask(Task):
+    """Semantic segmentation of the ``mask`` key; stratified by each sample's dominant class."""
+
+    primary_metric = "mIoU"
+    target_keys = ("mask",)
+
+    def __init__(
+        self,
+        class_names: Sequence[str] = DEFAULT_CLASSES,
+        head_channels: int = 128,
+        aux_weight: float = 0.4,
+        ignore_index: int = 255,
+        exclude_from_miou: Sequence[str] = (),
+        norm: str = "BN",
+    ) -> None:
+        self.class_names = tuple(class_names)
+        self.head_channels = head_channels
+        self.aux_weight = aux_weight
+        self.ignore_index = ignore_index
+        self.exclude_from_miou = tuple(exclude_from_miou)
+        self.norm = norm
+
+    def strata(self, dataset) -> np.ndarray:
+        return np.asarray(dataset.dominant_classes())
+
+    def build_model(self, backbone: nn.Module, modalities: Sequence[str]) -> BaseModel:
+        return SegmentationModel(
+            backbone, len(self.class_names), self.head_channels, self.aux_weight, self.ignore_index, self.norm
+        )
+
+    def build_metric(self) -> BaseMetric:
+        return SegmentationMetric(self.class_names, self.ignore_index, self.exclude_from_miou)
