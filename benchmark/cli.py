@@ -1,0 +1,118 @@
+"""The ``rsbench`` command line: backbones, data, sweep and demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .provenance import REPO_ROOT
+
+console = Console()
+err_console = Console(stderr=True)
+DEMO_SPEC = REPO_ROOT / "configs" / "sweeps" / "demo.py"
+
+
+def _cmd_backbones(args: argparse.Namespace) -> int:
+    import backbones
+
+    table = Table(title="registered backbones")
+    for col in ("name", "method", "arch", "description"):
+        table.add_column(col)
+    for name in backbones.list_backbones(args.pattern):
+        spec = backbones.get_spec(name)
+        table.add_row(name, spec.method, spec.arch, spec.description)
+    console.print(table)
+    return 0
+
+
+def _cmd_data_synth(args: argparse.Namespace) -> int:
+    from .data.synthetic import synthesize
+
+    for split in args.splits:
+        path = synthesize(root=args.root, split=split, seed=args.seed, size=args.size, n=args.n, progress=True)
+        console.print(f"{split}: {path}")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import SweepSpec, run_sweep
+
+    spec_path = Path(args.spec)
+    if not spec_path.is_file():
+        raise FileNotFoundError(f"sweep spec {spec_path} does not exist; see configs/sweeps/ for examples")
+    spec = SweepSpec.from_file(spec_path)
+    run_dir = Path(args.run_dir) if args.run_dir else REPO_ROOT / "results" / "runs" / spec.name
+    run_sweep(spec, run_dir, force=args.force, console=console)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    args.spec = str(DEMO_SPEC)
+    return _cmd_sweep(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the docs and the tests)."""
+    parser = argparse.ArgumentParser(
+        prog="rsbench",
+        description="Benchmark remote-sensing pretraining (MSSDF, CMID, MAE, random init) under label-fraction sweeps.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("backbones", help="list registered backbones")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'random_init_*'")
+    p.set_defaults(func=_cmd_backbones)
+
+    data = sub.add_parser("data", help="datasets: generate the embedded synthetic benchmark")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    p = data_sub.add_parser("synth", help="generate (or reuse) the synthetic benchmark in the cache")
+    p.add_argument("--root", default=None, help="cache directory (default $RSBENCH_DATA or ~/.cache/rsbench/data)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=64, help="tile size in pixels")
+    p.add_argument("--n", type=int, default=None, help="samples per split (default: the split's standard size)")
+    p.add_argument("--splits", nargs="+", default=["train", "val", "test"], choices=["train", "val", "test", "pool"])
+    p.set_defaults(func=_cmd_data_synth)
+
+    for name, helptext in (("sweep", "run a sweep spec"), ("demo", "run the demo sweep on the synthetic benchmark")):
+        p = sub.add_parser(name, help=helptext)
+        if name == "sweep":
+            p.add_argument("spec", help="sweep config, e.g. configs/sweeps/demo.py")
+        p.add_argument("--run-dir", default=None, help="output directory (default results/runs/<spec name>)")
+        p.add_argument("--force", action="store_true", help="recompute cells that already have results")
+        p.set_defaults(func=_cmd_sweep if name == "sweep" else _cmd_demo)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rsbench")
+    except PackageNotFoundError:
+        return "dev"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rsbench`` console script; bad input ends in one error line and exit code 2."""
+    args = build_parser().parse_args(argv)
+    # mmseg warns about its own internal use of build_loss on every model build.
+    warnings.filterwarnings("ignore", message=".*build_loss.*")
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError, PermissionError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        err_console.print(f"[red]rsbench: error:[/red] {message}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("rsbench: interrupted; finished cells are saved, re-run the same command to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+
+
+def test_help_through_the_console_script():
+    exe = shutil.which("rsbench") or f"{sys.executable} -m benchmark.cli"
+    out = subprocess.run(f"{exe} --help", shell=True, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for command in ("backbones", "data", "sweep", "demo"):
+        assert command in out.stdout
+
+
+def test_backbones_lists_the_registry(capsys):
+    assert main(["backbones"]) == 0
+    out = capsys.readouterr().out
+    assert "random_init_vit_t16" in out and "random_init" in out
+
+
+def test_data_synth_generates_and_reuses(tmp_path, capsys):
+    args = ["data", "synth", "--root", str(tmp_path), "--size", "32", "--n", "4", "--splits", "train", "test"]
+    assert main(args) == 0
+    manifests = sorted(tmp_path.rglob("manifest.json"))
+    assert len(manifests) == 2
+    stamps = [m.stat().st_mtime_ns for m in manifests]
+    assert main(args) == 0
+    assert [m.stat().st_mtime_ns for m in manifests] == stamps
+
+
+def _spec(tmp_path, backbone="random_init_vit_t16", fractions="[0.25, 1.0]"):
+    path = tmp_path / "tiny_sweep.py"
+    path.write_text(
+        f"""name = "tiny"
+dataset = dict(name="synthetic", root={str(tmp_path / 'data')!r}, seed=0, size=32, n=16)
+tasks = ["segmentation"]
+backbones = [dict(name={backbone!r}, kwargs=dict(img_size=32, patch_size=8, depth=2))]
+modalities = ["rgb", "dsm"]
+fractions = {fractions}
+train_seeds = [0]
+budgets = dict(segmentation=dict(max_iters=3, batch_size=4, warmup_iters=0))
+task_kwargs = dict(segmentation=dict(head_channels=16))
+"""
+    )
+    return path
+
+
+def test_sweep_writes_rows_table_and_plot_then_skips_done_cells(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["sweep", str(_spec(tmp_path)), "--run-dir", str(run_dir)]) == 0
+    frame = pd.read_parquet(run_dir / "results.parquet")
+    miou = frame[frame["metric"] == "mIoU"]
+    assert sorted(miou["fraction"]) == [0.25, 1.0]
+    assert sorted(miou["n_train"]) == [4, 16]  # requested fraction and actual count are both recorded
+    assert (miou["status"] == "ok").all()
+    assert (run_dir / "label_efficiency_segmentation.png").stat().st_size > 1000
+    assert "mIoU" in (run_dir / "table.md").read_text()
+    out = capsys.readouterr().out
+    assert "mIoU per label fraction" in out
+
+    assert main(["sweep", str(_spec(tmp_path)), "--run-dir", str(run_dir)]) == 0
+    assert "2 already done" in capsys.readouterr().out
+    assert len(pd.read_parquet(run_dir / "results.parquet")) == len(frame)
+
+
+@pytest.mark.parametrize(
+    "argv_factory, message",
+    [
+        (lambda p: ["sweep", str(p / "missing.py")], "does not exist"),
+        (lambda p: ["sweep", str(_spec(p, backbone="no_such_backbone"))], "unknown backbone 'no_such_backbone'"),
+        (lambda p: ["sweep", str(_spec(p, fractions="[0.0, 1.0]"))], "outside (0, 1]"),
+    ],
+)
+def test_bad_input_is_one_error_line_and_no_results(tmp_path, capsys, argv_factory, message):
+    run_dir = tmp_path / "run"
+    assert main([*argv_factory(tmp_path), "--run-dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (run_dir / "results.parquet").exists()
