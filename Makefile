@@ -17,6 +17,7 @@ demo: $(STAMP)
 
 # pytest exits 5 when no test is collected; that is not a failure here.
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 
 lint: $(STAMP)

@@ -27,7 +27,8 @@ class LoadReport:
     unexpected: list[str]
 
     def __str__(self) -> str:
-        return f"missing {len(self.missing)} keys {self.missing[:5]}, unexpected {len(self.unexpected)} {self.unexpected[:5]}"
+        missing, unexpected = len(self.missing), len(self.unexpected)
+        return f"missing {missing} keys {self.missing[:5]}, unexpected {unexpected} {self.unexpected[:5]}"
 
 
 def encoder_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -46,7 +47,9 @@ def save_encoder_checkpoint(model: nn.Module, path: str | os.PathLike, **meta) -
     return path
 
 
-def load_encoder_checkpoint(model: nn.Module, path: str | os.PathLike, allow_missing: tuple[str, ...] = ()) -> LoadReport:
+def load_encoder_checkpoint(
+    model: nn.Module, path: str | os.PathLike, allow_missing: tuple[str, ...] = ()
+) -> LoadReport:
     """Load an rsbench encoder checkpoint into ``model``, refusing anything that does not fit.
 
     Shape mismatches, encoder keys the checkpoint lacks (unless they start with one of
@@ -66,7 +69,11 @@ def load_encoder_checkpoint(model: nn.Module, path: str | os.PathLike, allow_mis
         )
     state = blob["state_dict"]
     own = encoder_state_dict(model)
-    wrong_shape = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
+    wrong_shape = [
+        f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and v.shape != own[k].shape
+    ]
     if wrong_shape:
         raise CheckpointError(f"{path}: shape mismatch for {len(wrong_shape)} keys, e.g. {wrong_shape[:3]}")
     report = LoadReport(

@@ -60,9 +60,7 @@ class MultiModalViT(nn.Module):
         self.vit.patch_embed = nn.Identity()
         self.patch_embeds = nn.ModuleDict(
             {
-                m: PatchEmbed(
-                    img_size, patch_size, channels[m], embed_dim, output_fmt="NHWC", strict_img_size=False
-                )
+                m: PatchEmbed(img_size, patch_size, channels[m], embed_dim, output_fmt="NHWC", strict_img_size=False)
                 for m in self.modalities
             }
         )

@@ -27,9 +27,14 @@ def label_efficiency_plot(frame: pd.DataFrame, task: str, metric: str, path: str
         ax.fill_between(x, stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
                         color=line.get_color(), alpha=0.2)  # fmt: skip
     ax.set_xscale("log")
+    fractions = sorted(rows["fraction"].unique() * 100)
+    ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
+    ax.minorticks_off()
+    seeds = rows.groupby(["backbone", "fraction"]).size().max()
+    dataset = ", ".join(sorted(rows["dataset"].unique())) if "dataset" in rows else ""
     ax.set_xlabel("training labels used (%)")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{task}: label efficiency")
+    ax.set_ylabel(f"{metric} (test)")
+    ax.set_title(f"{task} on {dataset}: mean ± std over {seeds} seed(s)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -57,7 +57,9 @@ class ResultStore:
         with self._locked():
             old = self.load()
             if not old.empty:
-                keep = ~old.set_index(["config_hash", "metric"]).index.isin(new.set_index(["config_hash", "metric"]).index)
+                keep = ~old.set_index(["config_hash", "metric"]).index.isin(
+                    new.set_index(["config_hash", "metric"]).index
+                )
                 old = old[keep]
             frame = pd.concat([old, new], ignore_index=True) if not old.empty else new
             ordered = [c for c in COLUMNS if c in frame] + [c for c in frame if c not in COLUMNS]

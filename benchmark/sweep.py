@@ -168,7 +168,14 @@ class SweepRunner:
 def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console=None) -> Path:
     """Run every pending cell with a rich progress display, then write tables and plots into ``run_dir``."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from .report import write_summary
 
@@ -179,7 +186,9 @@ def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console
         runner.dataset(split)  # generate data before the clock of the first cell starts
     cells = runner.pending()
     total = len(expand_cells(spec))
-    console.print(f"sweep [bold]{spec.name}[/bold]: {total} cells, {total - len(cells)} already done -> {runner.run_dir}")
+    console.print(
+        f"sweep [bold]{spec.name}[/bold]: {total} cells, {total - len(cells)} already done -> {runner.run_dir}"
+    )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())  # fmt: skip
     failed = 0

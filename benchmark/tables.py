@@ -12,16 +12,22 @@ def ok_rows(frame: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
 
 
 def seed_table(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One row per (backbone, task, fraction, n_train), one column per seed, plus mean and std."""
+    """One row per (backbone, fraction, n_train), one column per seed, plus mean and std over seeds.
+
+    Columns are named by training seed; the split seed is added when a sweep uses several.
+    """
     rows = ok_rows(frame, metric).copy()
     if rows.empty:
         return pd.DataFrame()
-    rows["seed"] = "seed " + rows["train_seed"].astype(str) + "/" + rows["split_seed"].astype(str)
-    table = rows.pivot_table(
-        index=["backbone", "task", "fraction", "n_train"], columns="seed", values="value", aggfunc="first"
-    )
-    table["mean"] = table.mean(axis=1)
-    table["std"] = table.drop(columns="mean").std(axis=1, ddof=1) if table.shape[1] > 2 else float("nan")
+    several_splits = rows["split_seed"].nunique() > 1
+    rows["seed"] = [
+        f"seed {t}" + (f" split {s}" if several_splits else "") for t, s in zip(rows["train_seed"], rows["split_seed"])
+    ]
+    table = rows.pivot_table(index=["backbone", "fraction", "n_train"], columns="seed", values="value", aggfunc="first")
+    seeds = table.columns.tolist()
+    table["mean"] = table[seeds].mean(axis=1)
+    table["std"] = table[seeds].std(axis=1, ddof=1)
+    table.columns.name = None
     return table.round(2)
 
 

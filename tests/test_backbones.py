@@ -70,7 +70,9 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
     with pytest.raises(CheckpointError, match="shape mismatch"):
         backbones.build("random_init_vit_s16", img_size=32, patch_size=8, checkpoint=path)
     with pytest.raises(CheckpointError, match="does not fit"):  # no ms embedding in the file
-        backbones.build("random_init_vit_t16", ("rgb", "dsm", "ms"), img_size=32, patch_size=8, depth=4, checkpoint=path)
+        backbones.build(
+            "random_init_vit_t16", ("rgb", "dsm", "ms"), img_size=32, patch_size=8, depth=4, checkpoint=path
+        )
     with pytest.raises(CheckpointError, match="missing 96 keys"):  # a 12-block model from a 4-block file
         backbones.build("random_init_vit_t16", img_size=32, patch_size=8, checkpoint=path)
     with pytest.raises(CheckpointError, match="does not exist"):

@@ -36,7 +36,7 @@ def _spec(tmp_path, backbone="random_init_vit_t16", fractions="[0.25, 1.0]"):
     path = tmp_path / "tiny_sweep.py"
     path.write_text(
         f"""name = "tiny"
-dataset = dict(name="synthetic", root={str(tmp_path / 'data')!r}, seed=0, size=32, n=16)
+dataset = dict(name="synthetic", root={str(tmp_path / "data")!r}, seed=0, size=32, n=16)
 tasks = ["segmentation"]
 backbones = [dict(name={backbone!r}, kwargs=dict(img_size=32, patch_size=8, depth=2))]
 modalities = ["rgb", "dsm"]

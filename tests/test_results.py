@@ -53,6 +53,8 @@ def test_tables_average_over_seeds(tmp_path):
     store = ResultStore(tmp_path)
     store.append(_rows("a", 0, 50.0) + _rows("b", 1, 60.0))
     per_seed = seed_table(store.load(), "mIoU")
+    assert list(per_seed.columns) == ["seed 0", "seed 1", "mean", "std"]
+    assert per_seed.index.names == ["backbone", "fraction", "n_train"]
     assert per_seed["mean"].item() == 55.0
     assert per_seed["std"].item() == pytest.approx(7.07, abs=0.01)
     summary = summary_table(store.load(), "mIoU")

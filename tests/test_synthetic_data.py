@@ -32,9 +32,16 @@ def _arrays(folder) -> dict[str, np.ndarray]:
 def test_scene_shapes_dtypes_and_ranges():
     for size, gsd in ((64, 1.0), (40, 0.5)):
         s = sm.generate_scene(np.random.default_rng(0), size=size, gsd=gsd)
-        shapes = {"rgb": (3, size, size), "ms": (4, size, size), "dsm": (1, size, size),
-                  "ndsm": (1, size, size), "dsm_valid": (1, size, size), "mask": (size, size),
-                  "rgb_t2": (3, size, size), "change": (size, size)}
+        shapes = {
+            "rgb": (3, size, size),
+            "ms": (4, size, size),
+            "dsm": (1, size, size),
+            "ndsm": (1, size, size),
+            "dsm_valid": (1, size, size),
+            "mask": (size, size),
+            "rgb_t2": (3, size, size),
+            "change": (size, size),
+        }
         for key, shape in shapes.items():
             assert s[key].shape == shape, key
         for key in ("rgb", "ms", "rgb_t2", "dsm", "ndsm"):
@@ -259,8 +266,9 @@ def test_dataset_samples(dataset):
 def test_dataset_transforms_and_pickling(dataset):
     import pickle
 
-    flipped = SyntheticBenchmark(dataset.path.parent.parent, "train", n=24,
-                                 transforms=lambda s: {**s, "rgb": s["rgb"].flip(-1)})
+    flipped = SyntheticBenchmark(
+        dataset.path.parent.parent, "train", n=24, transforms=lambda s: {**s, "rgb": s["rgb"].flip(-1)}
+    )
     assert torch.equal(flipped[2]["rgb"], dataset[2]["rgb"].flip(-1))
     clone = pickle.loads(pickle.dumps(dataset))
     assert torch.equal(clone[1]["mask"], dataset[1]["mask"])

@@ -24,10 +24,25 @@ ASPHALT, CONCRETE = np.array([0.36, 0.36, 0.37, 0.24]), np.array([0.58, 0.57, 0.
 GRASS, FOLIAGE = np.array([0.33, 0.47, 0.22, 0.52]), np.array([0.17, 0.31, 0.13, 0.62])
 WATER_REFL, SOIL = np.array([0.08, 0.16, 0.21, 0.035]), np.array([0.52, 0.42, 0.31, 0.30])
 CROPS = np.array([[0.40, 0.55, 0.25, 0.58], [0.30, 0.42, 0.18, 0.50], [0.55, 0.52, 0.30, 0.46]])
-ROOFS = np.array([[0.62, 0.30, 0.24, 0.30], [0.30, 0.30, 0.32, 0.26], [0.72, 0.72, 0.70, 0.36],
-                  [0.50, 0.38, 0.30, 0.30], [0.35, 0.41, 0.50, 0.28], [0.82, 0.81, 0.78, 0.38]])
-CAR_PAINT = np.array([[0.85, 0.85, 0.85, 0.30], [0.10, 0.10, 0.11, 0.12], [0.70, 0.12, 0.10, 0.24],
-                      [0.15, 0.22, 0.55, 0.18], [0.55, 0.56, 0.58, 0.25]])
+ROOFS = np.array(
+    [
+        [0.62, 0.30, 0.24, 0.30],
+        [0.30, 0.30, 0.32, 0.26],
+        [0.72, 0.72, 0.70, 0.36],
+        [0.50, 0.38, 0.30, 0.30],
+        [0.35, 0.41, 0.50, 0.28],
+        [0.82, 0.81, 0.78, 0.38],
+    ]
+)
+CAR_PAINT = np.array(
+    [
+        [0.85, 0.85, 0.85, 0.30],
+        [0.10, 0.10, 0.11, 0.12],
+        [0.70, 0.12, 0.10, 0.24],
+        [0.15, 0.22, 0.55, 0.18],
+        [0.55, 0.56, 0.58, 0.25],
+    ]
+)
 TEXTURE_AMP = np.array([0.05, 0.015, 0.09, 0.10, 0.01, 0.06], np.float32)  # roofs/cars are smooth
 SHADOW_GAIN = 0.45  # diffuse sky light only
 SHADOW_STEP = (1, 1)  # sun in the north-west (top-left): shadows fall towards the bottom-right
@@ -108,14 +123,21 @@ class _Canvas:
         """Set class, height and reflectance on a (ys, xs) slice pair or a boolean mask."""
         self.mask[sel], self.ndsm[sel] = cls, height
         rect = isinstance(sel, tuple)
-        self.refl[(slice(None), *sel) if rect else (slice(None), sel)] = colour[:, None, None] if rect \
-            else colour[:, None]
+        self.refl[(slice(None), *sel) if rect else (slice(None), sel)] = (
+            colour[:, None, None] if rect else colour[:, None]
+        )
 
     def fork(self) -> _Canvas:
         twin = object.__new__(_Canvas)
-        twin.__dict__.update(self.__dict__, mask=self.mask.copy(), ndsm=self.ndsm.copy(),
-                             refl=self.refl.copy(), blocked=self.blocked.copy(),
-                             buildings=list(self.buildings), cars=list(self.cars))
+        twin.__dict__.update(
+            self.__dict__,
+            mask=self.mask.copy(),
+            ndsm=self.ndsm.copy(),
+            refl=self.refl.copy(),
+            blocked=self.blocked.copy(),
+            buildings=list(self.buildings),
+            cars=list(self.cars),
+        )
         return twin
 
 
@@ -124,7 +146,7 @@ def _strip(c: _Canvas, width_m: float, cls: int, colour: np.ndarray, height: flo
     w = c.px(width_m)
     y = int(c.rng.integers(0, max(1, c.size - w)))
     c.paint((slice(y, y + w), slice(None)), cls, c.colour(colour, 0.02), height)
-    c.blocked[max(0, y - 1): y + w + 1] = True
+    c.blocked[max(0, y - 1) : y + w + 1] = True
 
 
 def _verge(c: _Canvas, width_m: float, n_trees: int, radius_m=(1.5, 3.5)) -> int:
@@ -135,8 +157,15 @@ def _verge(c: _Canvas, width_m: float, n_trees: int, radius_m=(1.5, 3.5)) -> int
     return w
 
 
-def _buildings(c: _Canvas, n: int, side_m: tuple[float, float], height_m: tuple[float, float],
-               allowed=(LOW_VEGETATION, IMPERVIOUS, CLUTTER), tries: int = 25, clutter: bool = False) -> int:
+def _buildings(
+    c: _Canvas,
+    n: int,
+    side_m: tuple[float, float],
+    height_m: tuple[float, float],
+    allowed=(LOW_VEGETATION, IMPERVIOUS, CLUTTER),
+    tries: int = 25,
+    clutter: bool = False,
+) -> int:
     """Rejection-sample up to ``n`` free flat-roofed footprints; returns how many were placed.
 
     ``clutter=True`` makes small raised objects (sheds, containers) that are no detection targets."""
@@ -149,15 +178,14 @@ def _buildings(c: _Canvas, n: int, side_m: tuple[float, float], height_m: tuple[
         y0 = int(c.rng.integers(-(h // 4), c.size - h + h // 4 + 1))
         x0 = int(c.rng.integers(-(w // 4), c.size - w + w // 4 + 1))
         ys, xs = slice(max(y0, 0), min(y0 + h, c.size)), slice(max(x0, 0), min(x0 + w, c.size))
-        if ys.start >= ys.stop or xs.start >= xs.stop or c.blocked[ys, xs].any() \
-                or not lut[c.mask[ys, xs]].all():
+        if ys.start >= ys.stop or xs.start >= xs.stop or c.blocked[ys, xs].any() or not lut[c.mask[ys, xs]].all():
             continue
         ground = c.terrain[ys, xs]
         roof = ground.max() + c.rng.uniform(*height_m)  # flat in absolute height, whatever the slope
         roof_colour = c.colour(ROOFS[c.rng.integers(len(ROOFS))], 0.02)
         c.paint((ys, xs), CLUTTER if clutter else BUILDING, roof_colour, roof - ground)
         m = c.px(1.5)
-        c.blocked[max(ys.start - m, 0): ys.stop + m, max(xs.start - m, 0): xs.stop + m] = True
+        c.blocked[max(ys.start - m, 0) : ys.stop + m, max(xs.start - m, 0) : xs.stop + m] = True
         if not clutter:
             c.buildings.append((ys.start, ys.stop, xs.start, xs.stop))
         placed += 1
@@ -168,8 +196,12 @@ def _car(c: _Canvas, y: int, x: int, vertical: bool) -> bool:
     h, w = (c.px(4.5), c.px(1.9)) if vertical else (c.px(1.9), c.px(4.5))
     ys, xs = slice(y, y + h), slice(x, x + w)
     # Inside, on free asphalt (roads are building-blocked), a pixel apart so that boxes stay separable.
-    if y + h > c.size or x + w > c.size or (c.mask[ys, xs] != IMPERVIOUS).any() \
-            or (c.mask[max(y - 1, 0): y + h + 1, max(x - 1, 0): x + w + 1] == CAR).any():
+    if (
+        y + h > c.size
+        or x + w > c.size
+        or (c.mask[ys, xs] != IMPERVIOUS).any()
+        or (c.mask[max(y - 1, 0) : y + h + 1, max(x - 1, 0) : x + w + 1] == CAR).any()
+    ):
         return False
     c.paint((ys, xs), CAR, c.colour(CAR_PAINT[c.rng.integers(len(CAR_PAINT))], 0.03), CAR_HEIGHT)
     c.cars.append((y, y + h, x, x + w))
@@ -185,8 +217,7 @@ def _scatter_cars(c: _Canvas, n: int) -> None:
             return
 
 
-def _trees(c: _Canvas, n: int, region: np.ndarray | None = None,
-           radius_m=(1.5, 4.0), height_m=(4.0, 15.0)) -> None:
+def _trees(c: _Canvas, n: int, region: np.ndarray | None = None, radius_m=(1.5, 4.0), height_m=(4.0, 15.0)) -> None:
     """Round crowns with dome-shaped heights, rasterised for all trees at once."""
     rng, s = c.rng, c.size
     idx = np.flatnonzero(np.ones((s, s), bool) if region is None else region)
@@ -196,7 +227,7 @@ def _trees(c: _Canvas, n: int, region: np.ndarray | None = None,
     cy, cx = pick // s + rng.random(n), pick % s + rng.random(n)
     r, top = rng.uniform(*radius_m, n) / c.gsd + 0.5, rng.uniform(*height_m, n)
     k = int(np.ceil(r.max()))
-    oy, ox = (g.ravel() for g in np.mgrid[-k: k + 1, -k: k + 1])
+    oy, ox = (g.ravel() for g in np.mgrid[-k : k + 1, -k : k + 1])
     yy, xx = cy.astype(np.int64)[:, None] + oy, cx.astype(np.int64)[:, None] + ox
     d2 = ((yy + 0.5 - cy[:, None]) ** 2 + (xx + 0.5 - cx[:, None]) ** 2) / r[:, None] ** 2
     ok = (d2 < 1) & (yy >= 0) & (yy < s) & (xx >= 0) & (xx < s)
@@ -346,8 +377,9 @@ def _sensor(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarr
     return np.clip(img + rng.normal(0.0, sigma, img.shape), 0.0, 1.0).astype(np.float32)
 
 
-def generate_scene(rng: np.random.Generator, size: int = 64, gsd: float = 1.0,
-                   layout: int | None = None) -> dict[str, np.ndarray]:
+def generate_scene(
+    rng: np.random.Generator, size: int = 64, gsd: float = 1.0, layout: int | None = None
+) -> dict[str, np.ndarray]:
     """Draw one coupled multi-modal scene (all randomness from ``rng``).
 
     Returns ``rgb`` (3,H,W) and ``ms`` (4,H,W: blue, green, red, NIR) float32 in [0, 1], ``dsm`` and
@@ -364,7 +396,7 @@ def generate_scene(rng: np.random.Generator, size: int = 64, gsd: float = 1.0,
     _d4(c, int(rng.integers(4)), bool(rng.random() < 0.5))
     t2 = _evolve(c)
     # Static material grain, identical at both dates.
-    tex = (0.7 * smooth_noise(rng, size, max(2, size // 5)) + 0.5 * rng.standard_normal((size, size)))
+    tex = 0.7 * smooth_noise(rng, size, max(2, size // 5)) + 0.5 * rng.standard_normal((size, size))
     img, shadow = _render(c, tex, rng.uniform(45, 65))
     rgb = _sensor(img[:3], rng, 0.012)
     ms = _sensor(img[[2, 1, 0, 3]] * rng.normal(1.0, 0.03, (4, 1, 1)), rng, 0.015)
@@ -385,12 +417,19 @@ def generate_scene(rng: np.random.Generator, size: int = 64, gsd: float = 1.0,
     dsm[~valid], ndsm[~valid] = 0.0, 0.0
     rects = c.buildings + c.cars
     return {
-        "rgb": rgb, "ms": ms, "dsm": dsm[None], "ndsm": ndsm[None], "dsm_valid": valid[None],
+        "rgb": rgb,
+        "ms": ms,
+        "dsm": dsm[None],
+        "ndsm": ndsm[None],
+        "dsm_valid": valid[None],
         "mask": c.mask.astype(np.int64),
         "boxes": np.array([(x0, y0, x1, y1) for y0, y1, x0, x1 in rects], np.float32).reshape(-1, 4),
         "box_labels": np.array([0] * len(c.buildings) + [1] * len(c.cars), np.int64),
         "label": np.int64(scene_class_from_composition(c.mask)),
-        "rgb_t2": rgb_t2, "mask_t2": t2.mask.astype(np.int64),
+        "rgb_t2": rgb_t2,
+        "mask_t2": t2.mask.astype(np.int64),
         "change": ((c.mask == BUILDING) ^ (t2.mask == BUILDING)).astype(np.int64),
-        "layout": np.int64(layout), "terrain": c.terrain.astype(np.float32), "shadow": shadow,
+        "layout": np.int64(layout),
+        "terrain": c.terrain.astype(np.float32),
+        "shadow": shadow,
     }

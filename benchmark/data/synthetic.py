@@ -32,12 +32,22 @@ GSD = 1.0  # metres per pixel of the cached benchmark
 SPLITS = {"pool": (0, 2000), "train": (1, 400), "val": (2, 100), "test": (3, 200)}  # stream, default n
 QUANTISED = ("rgb", "ms", "rgb_t2")  # stored as uint8 = round(255 * value)
 # Storage dtype per key; heights stay float32 for dsm (absolute metres need the precision).
-STORAGE = {"rgb": np.uint8, "ms": np.uint8, "rgb_t2": np.uint8, "dsm": np.float32, "ndsm": np.float16,
-           "dsm_valid": np.bool_, "mask": np.uint8, "mask_t2": np.uint8, "change": np.uint8,
-           "label": np.int64, "layout": np.int64, "dominant": np.int64}
+STORAGE = {
+    "rgb": np.uint8,
+    "ms": np.uint8,
+    "rgb_t2": np.uint8,
+    "dsm": np.float32,
+    "ndsm": np.float16,
+    "dsm_valid": np.bool_,
+    "mask": np.uint8,
+    "mask_t2": np.uint8,
+    "change": np.uint8,
+    "label": np.int64,
+    "layout": np.int64,
+    "dominant": np.int64,
+}
 # Potsdam colour convention for the segmentation classes.
-CLASS_COLOURS = ((1.0, 1.0, 1.0), (0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (0.0, 0.8, 0.0), (1.0, 1.0, 0.0),
-                 (1.0, 0.0, 0.0))
+CLASS_COLOURS = ((1.0, 1.0, 1.0), (0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (0.0, 0.8, 0.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0))
 
 
 def default_root() -> Path:
@@ -52,8 +62,7 @@ def _check_split(split: str) -> None:
         raise ValueError(f"unknown split {split!r} for the synthetic benchmark; valid splits: {valid}")
 
 
-def split_dir(root: str | Path | None, split: str, seed: int = 0, size: int = 64,
-              n: int | None = None) -> Path:
+def split_dir(root: str | Path | None, split: str, seed: int = 0, size: int = 64, n: int | None = None) -> Path:
     """Cache folder of a split (whether or not it has been generated yet)."""
     _check_split(split)
     n = SPLITS[split][1] if n is None else int(n)
@@ -94,8 +103,14 @@ def _generate(split: str, seed: int, size: int, n: int, progress: bool) -> dict[
     return out
 
 
-def synthesize(root: str | Path | None = None, split: str = "train", seed: int = 0, size: int = 64,
-               n: int | None = None, progress: bool = False) -> Path:
+def synthesize(
+    root: str | Path | None = None,
+    split: str = "train",
+    seed: int = 0,
+    size: int = 64,
+    n: int | None = None,
+    progress: bool = False,
+) -> Path:
     """Generate a split into the cache if it is not there yet and return its folder.
 
     ``n`` defaults to the split's standard size (pool 2000, train 400, val 100, test 200). An existing
@@ -116,11 +131,19 @@ def synthesize(root: str | Path | None = None, split: str = "train", seed: int =
         for key, value in arrays.items():
             np.save(tmp / f"{key}.npy", value)
         manifest = {
-            "generator": GENERATOR_VERSION, "split": split, "stream": SPLITS[split][0], "seed": int(seed),
-            "size": int(size), "gsd": GSD, "n": n, "quantised_uint8": list(QUANTISED),
+            "generator": GENERATOR_VERSION,
+            "split": split,
+            "stream": SPLITS[split][0],
+            "seed": int(seed),
+            "size": int(size),
+            "gsd": GSD,
+            "n": n,
+            "quantised_uint8": list(QUANTISED),
             "arrays": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in arrays.items()},
-            "seg_classes": list(SEG_CLASSES), "scene_classes": list(SCENE_CLASSES),
-            "det_classes": list(DET_CLASSES), "seconds": round(time.perf_counter() - start, 3),
+            "seg_classes": list(SEG_CLASSES),
+            "scene_classes": list(SCENE_CLASSES),
+            "det_classes": list(DET_CLASSES),
+            "seconds": round(time.perf_counter() - start, 3),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         try:
@@ -155,8 +178,14 @@ def plot_sample(sample: dict[str, Any], show_titles: bool = True, suptitle: str 
     def labels(key: str) -> Callable[[Any], Any]:
         def draw(ax: Any) -> None:
             x = _np(sample[key])
-            ax.imshow(x.argmax(0) if x.ndim == 3 else x, cmap=ListedColormap(CLASS_COLOURS), vmin=-0.5,
-                      vmax=len(SEG_CLASSES) - 0.5, interpolation="nearest")
+            ax.imshow(
+                x.argmax(0) if x.ndim == 3 else x,
+                cmap=ListedColormap(CLASS_COLOURS),
+                vmin=-0.5,
+                vmax=len(SEG_CLASSES) - 0.5,
+                interpolation="nearest",
+            )
+
         return draw
 
     def dsm(ax: Any) -> None:
@@ -167,8 +196,16 @@ def plot_sample(sample: dict[str, Any], show_titles: bool = True, suptitle: str 
     def boxes(ax: Any) -> None:
         rgb("rgb")(ax)
         for (x0, y0, x1, y1), lab in zip(_np(sample["boxes"]), _np(sample["box_labels"])):
-            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, linewidth=1,
-                                   edgecolor="red" if lab == 0 else "yellow"))
+            ax.add_patch(
+                Rectangle(
+                    (x0 - 0.5, y0 - 0.5),
+                    x1 - x0,
+                    y1 - y0,
+                    fill=False,
+                    linewidth=1,
+                    edgecolor="red" if lab == 0 else "yellow",
+                )
+            )
 
     scene = f" ({SCENE_CLASSES[int(_np(sample['label']))]})" if "label" in sample else ""
     panels = [  # (keys needed, title, painter)
@@ -211,9 +248,15 @@ class SyntheticBenchmark(Dataset):
     det_classes = DET_CLASSES
     modalities = ("rgb", "dsm", "ms")
 
-    def __init__(self, root: str | Path | None = None, split: str = "train", seed: int = 0, size: int = 64,
-                 n: int | None = None, transforms: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-                 ) -> None:
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        split: str = "train",
+        seed: int = 0,
+        size: int = 64,
+        n: int | None = None,
+        transforms: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
         self.split, self.seed, self.size, self.transforms = split, seed, size, transforms
         self.path = synthesize(root, split, seed, size, n)
         self.manifest = json.loads((self.path / "manifest.json").read_text())
@@ -244,21 +287,26 @@ class SyntheticBenchmark(Dataset):
             raise IndexError(f"index {index} out of range for {self.split} split of size {n}")
         i = int(index) % n
         a = self.arrays
-        lo, hi = (int(v) for v in a["box_offsets"][i: i + 2])
+        lo, hi = (int(v) for v in a["box_offsets"][i : i + 2])
 
         def tensor(key: str, dtype: Any, scale: float | None = None) -> torch.Tensor:
             x = np.array(a[key][i], dtype=dtype)  # a writable copy out of the memory map
             return torch.from_numpy(x * np.float32(scale) if scale else x)
 
         sample: dict[str, Any] = {
-            "rgb": tensor("rgb", np.float32, 1 / 255), "ms": tensor("ms", np.float32, 1 / 255),
-            "dsm": tensor("dsm", np.float32), "ndsm": tensor("ndsm", np.float32),
-            "dsm_valid": tensor("dsm_valid", np.bool_), "mask": tensor("mask", np.int64),
+            "rgb": tensor("rgb", np.float32, 1 / 255),
+            "ms": tensor("ms", np.float32, 1 / 255),
+            "dsm": tensor("dsm", np.float32),
+            "ndsm": tensor("ndsm", np.float32),
+            "dsm_valid": tensor("dsm_valid", np.bool_),
+            "mask": tensor("mask", np.int64),
             "boxes": torch.from_numpy(np.array(a["boxes"][lo:hi], dtype=np.float32).reshape(-1, 4)),
             "box_labels": torch.from_numpy(np.array(a["box_labels"][lo:hi], dtype=np.int64)),
             "label": torch.tensor(int(a["label"][i]), dtype=torch.int64),
-            "rgb_t2": tensor("rgb_t2", np.float32, 1 / 255), "mask_t2": tensor("mask_t2", np.int64),
-            "change": tensor("change", np.int64), "index": i,
+            "rgb_t2": tensor("rgb_t2", np.float32, 1 / 255),
+            "mask_t2": tensor("mask_t2", np.int64),
+            "change": tensor("change", np.int64),
+            "index": i,
         }
         return self.transforms(sample) if self.transforms is not None else sample
 
