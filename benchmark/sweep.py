@@ -132,10 +132,11 @@ class SweepRunner:
         chash = config_hash(cfg)
         task = get_task(cell.task, **cfg["task_kwargs"])
         spec = backbones.get_spec(cell.backbone)
+        modalities = task.input_modalities(self.spec.modalities)
         base = {
             "method": spec.method, "backbone": cell.backbone, "arch": spec.arch,
             "checkpoint_hash": cfg["checkpoint"], "task": cell.task, "dataset": self.spec.dataset["name"],
-            "modalities": "+".join(self.spec.modalities), "fraction": cell.fraction, "split_seed": cell.split_seed,
+            "modalities": "+".join(modalities), "fraction": cell.fraction, "split_seed": cell.split_seed,
             "train_seed": cell.train_seed, "config_hash": chash, "code_version": code_version(),
             "device": hardware(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }  # fmt: skip
@@ -146,10 +147,10 @@ class SweepRunner:
             base["n_train"] = len(train)
             result = finetune(
                 task,
-                lambda: backbones.build(cell.backbone, self.spec.modalities, cell.checkpoint, **cfg["backbone_kwargs"]),
+                lambda: backbones.build(cell.backbone, modalities, cell.checkpoint, **cfg["backbone_kwargs"]),
                 train,
                 self.dataset("test"),
-                self.spec.modalities,
+                modalities,
                 TrainBudget(**cfg["budget"]),
                 cell.train_seed,
                 work_dir,

@@ -58,6 +58,15 @@ class Task:
     #: Keys of a dataset sample that carry this task's targets.
     target_keys: tuple[str, ...] = ()
 
+    def input_modalities(self, requested: Sequence[str]) -> tuple[str, ...]:
+        """The modalities this task feeds the backbone, given those a run asks for.
+
+        Most tasks take them all; a task whose inputs exist only for some modalities (e.g.
+        bi-temporal change detection with RGB at both dates) narrows the set here, and the
+        result row records what was actually used.
+        """
+        return tuple(requested)
+
     def strata(self, dataset) -> np.ndarray:
         """One stratum id per training sample, used to stratify label-fraction subsets."""
         raise NotImplementedError
