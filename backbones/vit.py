@@ -83,12 +83,16 @@ class MultiModalViT(nn.Module):
         tokens = [self.patch_embeds[m](inputs[m]) for m in self.modalities]
         return torch.stack(tokens).mean(0)
 
+    def position_embedding(self, h: int, w: int) -> torch.Tensor:
+        """The position embedding (1 x prefix+h*w x C) resampled to an h x w token grid."""
+        return resample_abs_pos_embed(
+            self.vit.pos_embed, new_size=(h, w), old_size=self.grid_size, num_prefix_tokens=self.vit.num_prefix_tokens
+        )
+
     def encode(self, tokens: torch.Tensor) -> list[torch.Tensor]:
         """Run the transformer on B x h x w x C tokens; return the out_indices maps as B x C x h x w."""
         b, h, w, c = tokens.shape
-        pos = resample_abs_pos_embed(
-            self.vit.pos_embed, new_size=(h, w), old_size=self.grid_size, num_prefix_tokens=self.vit.num_prefix_tokens
-        )
+        pos = self.position_embedding(h, w)
         x = tokens.reshape(b, h * w, c)
         if self.vit.cls_token is not None:
             x = torch.cat([self.vit.cls_token.expand(b, -1, -1), x], dim=1)
