@@ -1,0 +1,1 @@
+"""MSSDF: modality-shared self-supervised distillation."""
