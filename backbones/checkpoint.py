@@ -47,16 +47,7 @@ def save_encoder_checkpoint(model: nn.Module, path: str | os.PathLike, **meta) -
     return path
 
 
-def load_encoder_checkpoint(
-    model: nn.Module, path: str | os.PathLike, allow_missing: tuple[str, ...] = ()
-) -> LoadReport:
-    """Load an rsbench encoder checkpoint into ``model``, refusing anything that does not fit.
-
-    Shape mismatches, encoder keys the checkpoint lacks (unless they start with one of
-    ``allow_missing``, e.g. the embedding of a modality the pretraining never saw) and
-    keys the model does not have raise CheckpointError naming them.
-    """
-    path = Path(path)
+def _read(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
@@ -67,6 +58,25 @@ def load_encoder_checkpoint(
         raise CheckpointError(
             f"{path} is not an rsbench encoder checkpoint; convert official weights first (see docs/checkpoints.md)"
         )
+    return blob
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """The ``meta`` of an rsbench encoder checkpoint (method, arch, img_size, patch_size, ...)."""
+    return dict(_read(Path(path))["meta"])
+
+
+def load_encoder_checkpoint(
+    model: nn.Module, path: str | os.PathLike, allow_missing: tuple[str, ...] = ()
+) -> LoadReport:
+    """Load an rsbench encoder checkpoint into ``model``, refusing anything that does not fit.
+
+    Shape mismatches, encoder keys the checkpoint lacks (unless they start with one of
+    ``allow_missing``, e.g. the embedding of a modality the pretraining never saw) and
+    keys the model does not have raise CheckpointError naming them.
+    """
+    path = Path(path)
+    blob = _read(path)
     state = blob["state_dict"]
     own = encoder_state_dict(model)
     wrong_shape = [

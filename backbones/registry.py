@@ -97,7 +97,13 @@ def build(
     applies, ``patch_size``.
     """
     spec = get_spec(name)
-    cfg = {**spec.default_cfg, **kwargs}
+    meta = {}
+    if checkpoint is not None:
+        from .checkpoint import read_meta
+
+        meta = {k: v for k, v in read_meta(checkpoint).items() if k in ("img_size", "patch_size")}
+    # Geometry recorded in the checkpoint beats the registration default; explicit kwargs beat both.
+    cfg = {**spec.default_cfg, **meta, **kwargs}
     model = spec.builder(modalities=tuple(modalities), **cfg)
     model.backbone_name = name
     model.method = spec.method

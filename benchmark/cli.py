@@ -7,6 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from mmengine.config import DictAction
 from rich.console import Console
 from rich.table import Table
 
@@ -51,6 +52,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from .pretrain import build_runner
+
+    runner = build_runner(args.config, args.work_dir, args.resume, args.launcher, args.cfg_options)
+    runner.train()
+    console.print(f"encoder checkpoint: {runner.work_dir}/encoder.pth")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     args.spec = str(DEMO_SPEC)
     return _cmd_sweep(args)
@@ -78,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=None, help="samples per split (default: the split's standard size)")
     p.add_argument("--splits", nargs="+", default=["train", "val", "test"], choices=["train", "val", "test", "pool"])
     p.set_defaults(func=_cmd_data_synth)
+
+    p = sub.add_parser("pretrain", help="pretrain a backbone with an mmengine config (MSSDF, ...)")
+    p.add_argument("config", help="e.g. configs/pretrain/mssdf_vit-t8_rgb-dsm_1xb32-4e_synthetic64.py")
+    p.add_argument("--work-dir", default=None, help="default results/pretrain/<config name>")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir")
+    p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys, e.g. train_cfg.max_epochs=1")
+    p.set_defaults(func=_cmd_pretrain)
 
     for name, helptext in (("sweep", "run a sweep spec"), ("demo", "run the demo sweep on the synthetic benchmark")):
         p = sub.add_parser(name, help=helptext)

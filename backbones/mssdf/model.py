@@ -1,0 +1,273 @@
+"""MSSDF pretraining as an mmengine model: one shared ViT student, an EMA teacher, fusion and
+reconstruction decoders, and the four losses of the paper (arXiv 2506.09327).
+
+Written by hand (no maintained library implements MSSDF); the encoder is the project's timm
+``MultiModalViT`` so that the exported encoder is exactly what downstream tasks build.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.dist import all_gather, get_rank, get_world_size
+from mmengine.model import BaseModel, ExponentialMovingAverage
+from timm.layers import build_sincos2d_pos_embed
+from timm.models.vision_transformer import Block
+from torch import Tensor, nn
+
+from ..mmregistry import MODELS
+from ..normalize import normalize_modalities
+from ..vit import VIT_ARCHS, MultiModalViT
+from .masking import mssdf_masks
+
+DEFAULT_LOSS_WEIGHTS = {"rec": 1.0, "align": 0.5, "hsic": 0.2, "mod": 0.1}
+
+
+def visible_index(mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Indices of unmasked tokens, padded to the batch's largest count, and which are real.
+
+    Visible counts differ per sample once the DSM is masked further, so token sets are
+    padded and attention ignores the padding (key mask); losses use the masks themselves,
+    so padding never reaches a loss.
+    """
+    keep = ~mask
+    counts = keep.sum(1)
+    order = torch.sort(mask.to(torch.uint8), dim=1, stable=True).indices  # visible first, in patch order
+    width = int(counts.max().clamp(min=1))
+    valid = torch.arange(width, device=mask.device)[None] < counts[:, None]
+    return order[:, :width], valid
+
+
+def gather_tokens(x: Tensor, index: Tensor) -> Tensor:
+    """x (B, N, C) at index (B, V) -> (B, V, C)."""
+    return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
+
+
+def run_blocks(blocks: Sequence[nn.Module], x: Tensor, valid: Tensor) -> Tensor:
+    """Transformer blocks with padded tokens excluded as keys (SDPA boolean mask: True = attend)."""
+    attn_mask = valid[:, None, None, :]
+    for block in blocks:
+        x = block(x, attn_mask=attn_mask)
+    return x
+
+
+def info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
+    """Symmetric InfoNCE between matching rows; negatives are gathered from all ranks under DDP."""
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    if get_world_size() > 1:
+        # Other ranks' embeddings serve as negatives without gradient; ours keep theirs.
+        rank = get_rank()
+        all_b = torch.cat([b if r == rank else t for r, t in enumerate(all_gather(b.detach()))])
+        all_a = torch.cat([a if r == rank else t for r, t in enumerate(all_gather(a.detach()))])
+        offset = rank * a.shape[0]
+    else:
+        all_a, all_b, offset = a, b, 0
+    labels = torch.arange(a.shape[0], device=a.device) + offset
+    return 0.5 * (F.cross_entropy(a @ all_b.T / temperature, labels) + F.cross_entropy(b @ all_a.T / temperature, labels))
+
+
+def linear_hsic(x: Tensor, y: Tensor) -> Tensor:
+    """Linear-kernel HSIC, ||cov(x, y)||_F^2 / (n-1)^2; zero for a single sample (no dependence to measure)."""
+    n = x.shape[0]
+    if n < 2:
+        return x.sum() * 0.0
+    x, y = x - x.mean(0), y - y.mean(0)
+    return (x.T @ y).pow(2).sum() / (n - 1) ** 2
+
+
+def masked_mean(x: Tensor, valid: Tensor) -> Tensor:
+    """Mean of x (B, V, C) over the valid tokens of each sample."""
+    w = valid.to(x.dtype)[..., None]
+    return (x * w).sum(1) / w.sum(1).clamp(min=1)
+
+
+@MODELS.register_module()
+class MSSDF(BaseModel):
+    """Modality-shared self-supervised distillation (RGB + DSM).
+
+    The student sees the visible patches of each modality (information-aware base mask,
+    DSM masked further with probability ``dsm_extra_p``, set by ``MaskingCurriculumHook``);
+    the EMA teacher (``TeacherEMAHook``) sees both modalities unmasked and gives the
+    layer-normed token targets that the fusion + shared reconstruction decoders predict
+    at the masked positions.
+    """
+
+    def __init__(
+        self,
+        arch: str = "vit_b16",
+        img_size: int = 320,
+        patch_size: int = 16,
+        encoder_kwargs: dict | None = None,
+        decoder_dim: int = 384,
+        decoder_heads: int = 6,
+        fusion_depth: int = 3,
+        decoder_depth: int = 4,
+        proj_dim: int = 256,
+        mask_ratio: float = 0.75,
+        mask_weights: Sequence[float] = (0.8, 0.5, 0.3),
+        mask_prefer: str = "mask_flat",
+        independent_masks: bool = False,
+        dsm_extra_p: float = 0.1,
+        temperature: float = 0.07,
+        rec_loss: str = "smooth_l1",
+        loss_weights: dict | None = None,
+        data_preprocessor: dict | None = None,
+        init_cfg: dict | None = None,
+    ) -> None:
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.modalities = ("rgb", "dsm")
+        self.arch, self.patch_size = arch, patch_size
+        self.student = MultiModalViT(VIT_ARCHS[arch], self.modalities, img_size, patch_size, **(encoder_kwargs or {}))
+        self._fix_sincos_positions(self.student)
+        # The teacher starts as an exact copy of the student and only moves by EMA (no gradients).
+        self.teacher = ExponentialMovingAverage(self.student, momentum=0.004)
+        self.teacher.requires_grad_(False)
+        dim = self.student.embed_dim
+        self.enc_to_dec = nn.Linear(dim, decoder_dim)
+        self.fusion_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
+        self.mask_tokens = nn.ParameterDict({m: nn.Parameter(torch.zeros(1, 1, decoder_dim)) for m in self.modalities})
+        self.fusion_decoder = nn.ModuleList(Block(decoder_dim, decoder_heads) for _ in range(fusion_depth))
+        self.fusion_norm = nn.LayerNorm(decoder_dim)
+        self.rec_decoder = nn.ModuleList(Block(decoder_dim, decoder_heads) for _ in range(decoder_depth))
+        self.rec_norm = nn.LayerNorm(decoder_dim)
+        self.rec_head = nn.Linear(decoder_dim, dim)
+        self.shared_proj = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, proj_dim))
+        self.specific_proj = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, proj_dim))
+        self.modality_head = nn.Linear(dim, len(self.modalities))
+        for p in (self.fusion_token, *self.mask_tokens.values()):
+            nn.init.trunc_normal_(p, std=0.02)
+        self.mask_cfg = dict(
+            mask_ratio=mask_ratio, weights=tuple(mask_weights), prefer=mask_prefer, patch_size=patch_size
+        )
+        self.independent_masks = independent_masks
+        self.dsm_extra_p = dsm_extra_p
+        self.temperature = temperature
+        self.rec_loss = rec_loss
+        self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
+
+    @staticmethod
+    def _fix_sincos_positions(vit: MultiModalViT) -> None:
+        """Fixed 2-D sin-cos patch positions (cls position zero), as MAE-style pretraining uses."""
+        pos = vit.vit.pos_embed
+        grid = build_sincos2d_pos_embed(list(vit.grid_size), pos.shape[-1])
+        with torch.no_grad():
+            pos.zero_()
+            pos[0, vit.vit.num_prefix_tokens :] = grid
+        pos.requires_grad_(False)
+
+    def export_encoder(self) -> MultiModalViT:
+        """The downstream backbone: the student encoder (the teacher is only a training target)."""
+        return self.student
+
+    def _decoder_positions(self, h: int, w: int, like: Tensor) -> Tensor:
+        dim = self.enc_to_dec.out_features
+        return build_sincos2d_pos_embed([h, w], dim, device=like.device, dtype=like.dtype)[None]
+
+    def _student_tokens(self, modality: str, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Encode the visible patches of one modality: (tokens B x V x C, index, valid)."""
+        vit = self.student
+        tokens = vit.patch_embeds[modality](x)
+        b, h, w, c = tokens.shape
+        pos = vit.position_embedding(h, w)
+        prefix = vit.vit.num_prefix_tokens
+        index, valid = visible_index(mask)
+        t = gather_tokens(tokens.reshape(b, h * w, c) + pos[:, prefix:], index)
+        if prefix:
+            cls = (vit.vit.cls_token + pos[:, :prefix]).expand(b, -1, -1)
+            t = torch.cat([cls, t], 1)
+            valid_all = torch.cat([valid.new_ones(b, prefix), valid], 1)
+        else:
+            valid_all = valid
+        t = vit.vit.norm(run_blocks(vit.vit.blocks, vit.vit.norm_pre(t), valid_all))
+        return t[:, prefix:], index, valid
+
+    @torch.no_grad()
+    def _teacher_targets(self, modality: str, x: Tensor) -> Tensor:
+        """Layer-normed final tokens of the teacher on the unmasked modality (B x N x C)."""
+        teacher = self.teacher.module
+        tokens = teacher.patch_embeds[modality](x)
+        b, h, w, c = tokens.shape
+        t = torch.cat([teacher.vit.cls_token.expand(b, -1, -1), tokens.reshape(b, h * w, c)], 1) if (
+            teacher.vit.num_prefix_tokens
+        ) else tokens.reshape(b, h * w, c)
+        t = teacher.vit.norm_pre(t + teacher.position_embedding(h, w))
+        for block in teacher.vit.blocks:
+            t = block(t)
+        t = teacher.vit.norm(t)[:, teacher.vit.num_prefix_tokens :]
+        return F.layer_norm(t, (c,))
+
+    def _masks(self, raw: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        rgb_mask, dsm_mask = mssdf_masks(
+            raw["rgb"], raw["dsm"], p=self.dsm_extra_p, independent=self.independent_masks,
+            dsm_valid=raw.get("dsm_valid"), **self.mask_cfg,
+        )  # fmt: skip
+        # Keep at least one DSM patch visible (only tiny test images can lose them all).
+        empty = dsm_mask.all(1)
+        if empty.any():
+            dsm_mask[empty] = rgb_mask[empty]
+        return rgb_mask, dsm_mask
+
+    def _reconstruction_loss(self, pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+        if self.rec_loss == "mse":
+            per_token = (pred - target).pow(2).mean(-1)
+        elif self.rec_loss == "cosine":
+            per_token = 1 - F.cosine_similarity(pred, target, dim=-1)
+        else:
+            per_token = F.smooth_l1_loss(pred, target, reduction="none").mean(-1)
+        m = mask.to(per_token.dtype)
+        return (per_token * m).sum() / m.sum().clamp(min=1)
+
+    def loss(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """All loss terms for one batch of raw RGB + DSM (masks are drawn here, on the batch's device)."""
+        masks = dict(zip(self.modalities, self._masks(inputs)))
+        x = normalize_modalities(inputs)
+        enc, idx, valid = {}, {}, {}
+        for m in self.modalities:
+            enc[m], idx[m], valid[m] = self._student_tokens(m, x[m], masks[m])
+        b, _, hh, ww = x["rgb"].shape
+        h, w = hh // self.patch_size, ww // self.patch_size
+        n = h * w
+        dpos = self._decoder_positions(h, w, enc["rgb"]).expand(b, -1, -1)
+
+        # Fusion decoder: both modalities' visible tokens + fusion queries where either is visible.
+        u_idx, u_valid = visible_index(masks["rgb"] & masks["dsm"])
+        dec = [self.enc_to_dec(enc[m]) + gather_tokens(dpos, idx[m]) for m in self.modalities]
+        fusion_pos = gather_tokens(dpos, u_idx)
+        seq = torch.cat([*dec, self.fusion_token + fusion_pos], 1)
+        seq_valid = torch.cat([valid["rgb"], valid["dsm"], u_valid], 1)
+        fused = self.fusion_norm(run_blocks(self.fusion_decoder, seq, seq_valid)[:, -u_idx.shape[1] :])
+
+        # Shared reconstruction decoder, both modalities in one batch: fused context + a mask token everywhere.
+        ctx = (fused + fusion_pos).repeat(2, 1, 1)
+        queries = torch.cat([self.mask_tokens[m].expand(b, n, -1) + dpos for m in self.modalities])
+        rec_valid = torch.cat([u_valid.repeat(2, 1), u_valid.new_ones(2 * b, n)], 1)
+        rec = self.rec_decoder_out(torch.cat([ctx, queries], 1), rec_valid)[:, -n:]
+        pred = dict(zip(self.modalities, rec.split(b)))
+
+        lw = self.loss_weights
+        losses = {}
+        for m in self.modalities:
+            target = self._teacher_targets(m, x[m])
+            losses[f"loss_rec_{m}"] = lw["rec"] * self._reconstruction_loss(pred[m], target, masks[m])
+        pooled = {m: masked_mean(enc[m], valid[m]) for m in self.modalities}
+        losses["loss_align"] = lw["align"] * info_nce(
+            self.shared_proj(pooled["rgb"]), self.shared_proj(pooled["dsm"]), self.temperature
+        )
+        specific = [F.normalize(self.specific_proj(pooled[m]), dim=-1) for m in self.modalities]
+        losses["loss_hsic"] = lw["hsic"] * linear_hsic(*specific)
+        logits = torch.cat([self.modality_head(enc[m][valid[m]]) for m in self.modalities])
+        labels = torch.cat([torch.full((int(valid[m].sum()),), i, device=logits.device) for i, m in enumerate(self.modalities)])
+        losses["loss_mod"] = lw["mod"] * F.cross_entropy(logits, labels)
+        return losses
+
+    def rec_decoder_out(self, seq: Tensor, valid: Tensor) -> Tensor:
+        return self.rec_head(self.rec_norm(run_blocks(self.rec_decoder, seq, valid)))
+
+    def forward(self, inputs: dict[str, Tensor], data_samples=None, mode: str = "loss"):
+        if mode == "loss":
+            return self.loss(inputs)
+        if mode == "tensor":
+            return self.student(normalize_modalities(inputs))
+        raise ValueError(f"MSSDF supports modes 'loss' and 'tensor', not {mode!r}")

@@ -1,0 +1,79 @@
+"""``rsbench pretrain CONFIG``: a registered mmengine runner that also exports the encoder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mmengine.config import Config
+from mmengine.dist import master_only
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+
+import backbones.hooks  # noqa: F401  (registers the pretraining hooks)
+import backbones.mssdf.model  # noqa: F401  (registers the pretraining methods)
+import backbones.optim  # noqa: F401  (registers the optimiser constructor)
+from backbones import save_encoder_checkpoint
+
+from .data import pretrain_pool  # noqa: F401  (registers PretrainPool)
+from .provenance import REPO_ROOT, code_version
+from .registry import RUNNERS
+
+
+@RUNNERS.register_module()
+class PretrainRunner(Runner):
+    """mmengine's Runner (hooks, EMA, schedulers, DDP, resume) plus an encoder-only export at the end."""
+
+    def resume(self, filename, *args, **kwargs) -> None:
+        # torch >= 2.6 loads weights only by default, but mmengine's own checkpoints hold the
+        # message hub and optimiser state; they are files this project wrote, so trust them.
+        previous = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+        os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+        try:
+            super().resume(filename, *args, **kwargs)
+        finally:
+            if previous is None:
+                os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+            else:
+                os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = previous
+
+    def train(self):
+        model = super().train()
+        self.export_encoder()
+        return model
+
+    @master_only
+    def export_encoder(self, path: str | Path | None = None) -> Path:
+        """Write ``<work_dir>/encoder.pth``, the checkpoint ``backbones.build(..., checkpoint=)`` reads."""
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        encoder = model.export_encoder()
+        path = Path(path or Path(self.work_dir) / "encoder.pth")
+        save_encoder_checkpoint(
+            encoder, path, method=type(model).__name__.lower(), arch=getattr(model, "arch", ""),
+            img_size=int(encoder.grid_size[0] * encoder.patch_size), patch_size=encoder.patch_size,
+            epochs=self.epoch, iters=self.iter, config=self.cfg.filename, code_version=code_version(),
+        )  # fmt: skip
+        self.logger.info(f"encoder checkpoint written to {path}")
+        return path
+
+
+def build_runner(
+    config: str | Path,
+    work_dir: str | Path | None = None,
+    resume: bool = False,
+    launcher: str = "none",
+    cfg_options: dict | None = None,
+) -> Runner:
+    """The runner a pretraining config asks for (``runner_type``), as mmengine's tools/train.py does."""
+    config = Path(config)
+    if not config.is_file():
+        raise FileNotFoundError(f"pretraining config {config} does not exist; see configs/pretrain/")
+    cfg = Config.fromfile(str(config))
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    cfg.work_dir = str(work_dir or cfg.get("work_dir") or REPO_ROOT / "results" / "pretrain" / config.stem)
+    cfg.resume = resume
+    if "runner_type" in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

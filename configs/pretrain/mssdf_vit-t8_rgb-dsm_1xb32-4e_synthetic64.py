@@ -1,0 +1,28 @@
+# MSSDF on a laptop CPU: ViT-Ti (patch 8) student on 64 px RGB + DSM tiles of the synthetic
+# pool (2000 tiles), batch 32, 4 epochs (~250 iterations). Same schedule shape as the paper
+# (8 % linear warm-up, cosine; teacher momentum 0.996 -> 1; the DSM curriculum stretched so the
+# 500-epoch p(epoch) schedule is walked in 4 epochs). The lr is higher than 1.5e-4 x 32 / 256
+# because a few hundred steps would barely move the weights at the paper's rate.
+_base_ = ["./_base_/pretrain_runtime.py"]
+epochs, batch = 4, 32
+model = dict(
+    type="MSSDF", arch="vit_t16", img_size=64, patch_size=8,
+    decoder_dim=128, decoder_heads=4, fusion_depth=3, decoder_depth=4, proj_dim=128,
+    data_preprocessor=dict(type="BaseDataPreprocessor"),
+)  # fmt: skip
+train_dataloader = dict(
+    batch_size=batch, num_workers=0,
+    sampler=dict(type="DefaultSampler", shuffle=True), collate_fn=dict(type="default_collate"),
+    dataset=dict(type="PretrainPool", dataset="synthetic", split="pool", size=64, seed=0),
+)  # fmt: skip
+train_cfg = dict(by_epoch=True, max_epochs=epochs)
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
+param_scheduler = [
+    dict(type="LinearLR", start_factor=1e-3, by_epoch=True, begin=0, end=0.08 * epochs, convert_to_iter_based=True),
+    dict(type="CosineAnnealingLR", T_max=0.92 * epochs, by_epoch=True, begin=0.08 * epochs, end=epochs,
+         eta_min=1e-5, convert_to_iter_based=True),
+]  # fmt: skip
+custom_hooks = [
+    dict(type="TeacherEMAHook", momentum=0.996, end_momentum=1.0),
+    dict(type="MaskingCurriculumHook", epoch_scale=500 / epochs),
+]

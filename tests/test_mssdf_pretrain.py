@@ -1,0 +1,108 @@
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from mmengine.config import ConfigDict
+from mmengine.logging import MessageHub
+
+import backbones
+from backbones.hooks import MaskingCurriculumHook, TeacherEMAHook
+from backbones.mmregistry import MODELS
+from backbones.mssdf.model import linear_hsic, visible_index
+from benchmark.cli import main
+
+TINY = dict(type="MSSDF", arch="vit_t16", img_size=32, patch_size=8, encoder_kwargs=dict(depth=2), decoder_dim=32,
+            decoder_heads=2, fusion_depth=1, decoder_depth=1, proj_dim=16)  # fmt: skip
+LOSSES = {"loss_rec_rgb", "loss_rec_dsm", "loss_align", "loss_hsic", "loss_mod"}
+
+
+def _batch(b, size=32):
+    g = torch.Generator().manual_seed(0)
+    return {
+        "rgb": torch.rand(b, 3, size, size, generator=g),
+        "dsm": torch.rand(b, 1, size, size, generator=g) * 20,
+        "dsm_valid": torch.ones(b, 1, size, size, dtype=torch.bool),
+    }
+
+
+def test_visible_index_pads_and_marks_real_tokens():
+    mask = torch.tensor([[True, False, True, False], [True, True, True, False]])
+    index, valid = visible_index(mask)
+    assert index[0].tolist() == [1, 3] and valid[0].tolist() == [True, True]
+    assert index[1, 0].item() == 3 and valid[1].tolist() == [True, False]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_all_loss_terms_are_finite_and_train(batch):
+    torch.manual_seed(0)
+    model = MODELS.build(ConfigDict(TINY))
+    losses = model.loss(_batch(batch))
+    assert set(losses) == LOSSES
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.student.patch_embeds["dsm"].proj.weight.grad is not None
+    assert all(p.grad is None for p in model.teacher.parameters())
+
+
+def test_teacher_starts_as_the_student_and_follows_by_cosine_ema():
+    model = MODELS.build(ConfigDict(TINY))
+    s, t = model.student.state_dict(), model.teacher.module.state_dict()
+    assert all(torch.equal(s[k], t[k]) for k in s)
+    hook = TeacherEMAHook(momentum=0.996, end_momentum=1.0)
+    assert hook.teacher_coefficient(0.0) == pytest.approx(0.996)
+    assert hook.teacher_coefficient(0.5) == pytest.approx(0.998)
+    assert hook.teacher_coefficient(1.0) == pytest.approx(1.0)
+    before = model.teacher.module.vit.blocks[0].mlp.fc1.weight.clone()
+    with torch.no_grad():
+        model.student.vit.blocks[0].mlp.fc1.weight.add_(1.0)
+    runner = SimpleNamespace(model=model, iter=0, max_iters=10, message_hub=MessageHub.get_instance("t_ema"))
+    model.teacher.steps += 1  # past mmengine's first call, which copies instead of averaging
+    hook.after_train_iter(runner, 0)
+    after = model.teacher.module.vit.blocks[0].mlp.fc1.weight
+    assert torch.allclose(after, before + 0.004, atol=1e-6)  # 0.996 * old + 0.004 * (old + 1)
+
+
+def test_curriculum_hook_sets_p_per_epoch():
+    model = SimpleNamespace(dsm_extra_p=None)
+    hub = MessageHub.get_instance("t_curr")
+    hook = MaskingCurriculumHook(epoch_scale=50)
+    for epoch, p in [(0, 0.1), (1, 0.6), (2, 0.7)]:  # epochs 0, 50, 100 of the 500-epoch schedule
+        hook.before_train_epoch(SimpleNamespace(model=model, epoch=epoch, message_hub=hub))
+        assert model.dsm_extra_p == pytest.approx(p)
+
+
+def test_hsic_of_independent_noise_is_small_and_of_copies_is_not():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(256, 8, generator=g), torch.randn(256, 8, generator=g)
+    assert linear_hsic(x, y) < 0.5 * linear_hsic(x, x)
+    assert linear_hsic(x[:1], y[:1]).item() == 0.0
+
+
+def _config(tmp_path):
+    path = tmp_path / "tiny_mssdf.py"
+    base = backbones.__file__.replace("backbones/__init__.py", "configs/pretrain/mssdf_vit-t8_rgb-dsm_1xb32-4e_synthetic64.py")
+    model = {k: v for k, v in TINY.items() if k != "type"}
+    path.write_text(
+        f"_base_ = [{base!r}]\n"
+        f"model = dict(**{model!r})\n"
+        f"train_dataloader = dict(batch_size=4, dataset=dict(size=32, n=8, root={str(tmp_path / 'data')!r}))\n"
+        "train_cfg = dict(max_epochs=1)\n"
+        "param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]\n"
+    )
+    return path
+
+
+def test_pretrain_cli_resumes_and_exports_a_loadable_encoder(tmp_path):
+    cfg, work = _config(tmp_path), tmp_path / "work"
+    assert main(["pretrain", str(cfg), "--work-dir", str(work)]) == 0
+    assert (work / "epoch_1.pth").exists() and (work / "encoder.pth").exists()
+    argv = ["pretrain", str(cfg), "--work-dir", str(work), "--resume", "--cfg-options", "train_cfg.max_epochs=2"]
+    assert main(argv) == 0
+    meta = backbones.checkpoint.read_meta(work / "encoder.pth")
+    assert meta["method"] == "mssdf" and meta["epochs"] == 2 and meta["iters"] == 4  # 2 iters per epoch, resumed
+    encoder = backbones.build("mssdf_vit_t16", ("rgb", "dsm"), checkpoint=work / "encoder.pth", depth=2)
+    assert encoder.patch_size == 8 and encoder.grid_size == (4, 4)  # geometry read from the checkpoint
+    feats = encoder(_batch(2))
+    assert [f.shape[-1] for f in feats] == [8, 4, 2, 1] and all(torch.isfinite(f).all() for f in feats)
+    assert not math.isnan(float(feats[0].mean()))
