@@ -5,8 +5,8 @@ Importing this package registers the built-in backbones; third-party modules nam
 """
 
 from . import random_init  # noqa: F401  (registers random_init_*)
-from .mssdf import backbone as _mssdf_backbone  # noqa: F401  (registers mssdf_*)
 from .checkpoint import CheckpointError, file_hash, load_encoder_checkpoint, save_encoder_checkpoint
+from .mssdf import backbone as _mssdf_backbone  # noqa: F401  (registers mssdf_*)
 from .registry import BackboneSpec, UnknownBackboneError, build, get_spec, list_backbones, register_backbone
 
 __all__ = [

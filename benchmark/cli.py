@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", default=None, help="default results/pretrain/<config name>")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
-    p.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys, e.g. train_cfg.max_epochs=1")
+    p.add_argument(
+        "--cfg-options", nargs="+", action=DictAction, help="override config keys, e.g. train_cfg.max_epochs=1"
+    )
     p.set_defaults(func=_cmd_pretrain)
 
     for name, helptext in (("sweep", "run a sweep spec"), ("demo", "run the demo sweep on the synthetic benchmark")):

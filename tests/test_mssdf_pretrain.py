@@ -81,7 +81,9 @@ def test_hsic_of_independent_noise_is_small_and_of_copies_is_not():
 
 def _config(tmp_path):
     path = tmp_path / "tiny_mssdf.py"
-    base = backbones.__file__.replace("backbones/__init__.py", "configs/pretrain/mssdf_vit-t8_rgb-dsm_1xb32-4e_synthetic64.py")
+    base = backbones.__file__.replace(
+        "backbones/__init__.py", "configs/pretrain/mssdf_vit-t8_rgb-dsm_1xb32-4e_synthetic64.py"
+    )
     model = {k: v for k, v in TINY.items() if k != "type"}
     path.write_text(
         f"_base_ = [{base!r}]\n"

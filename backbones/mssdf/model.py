@@ -65,7 +65,9 @@ def info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
     else:
         all_a, all_b, offset = a, b, 0
     labels = torch.arange(a.shape[0], device=a.device) + offset
-    return 0.5 * (F.cross_entropy(a @ all_b.T / temperature, labels) + F.cross_entropy(b @ all_a.T / temperature, labels))
+    return 0.5 * (
+        F.cross_entropy(a @ all_b.T / temperature, labels) + F.cross_entropy(b @ all_a.T / temperature, labels)
+    )
 
 
 def linear_hsic(x: Tensor, y: Tensor) -> Tensor:
@@ -189,9 +191,11 @@ class MSSDF(BaseModel):
         teacher = self.teacher.module
         tokens = teacher.patch_embeds[modality](x)
         b, h, w, c = tokens.shape
-        t = torch.cat([teacher.vit.cls_token.expand(b, -1, -1), tokens.reshape(b, h * w, c)], 1) if (
-            teacher.vit.num_prefix_tokens
-        ) else tokens.reshape(b, h * w, c)
+        t = (
+            torch.cat([teacher.vit.cls_token.expand(b, -1, -1), tokens.reshape(b, h * w, c)], 1)
+            if (teacher.vit.num_prefix_tokens)
+            else tokens.reshape(b, h * w, c)
+        )
         t = teacher.vit.norm_pre(t + teacher.position_embedding(h, w))
         for block in teacher.vit.blocks:
             t = block(t)
@@ -258,7 +262,9 @@ class MSSDF(BaseModel):
         specific = [F.normalize(self.specific_proj(pooled[m]), dim=-1) for m in self.modalities]
         losses["loss_hsic"] = lw["hsic"] * linear_hsic(*specific)
         logits = torch.cat([self.modality_head(enc[m][valid[m]]) for m in self.modalities])
-        labels = torch.cat([torch.full((int(valid[m].sum()),), i, device=logits.device) for i, m in enumerate(self.modalities)])
+        labels = torch.cat(
+            [torch.full((int(valid[m].sum()),), i, device=logits.device) for i, m in enumerate(self.modalities)]
+        )
         losses["loss_mod"] = lw["mod"] * F.cross_entropy(logits, labels)
         return losses
 
