@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
 from mmengine.config import Config
 from mmengine.dist import master_only
 from mmengine.model import is_model_wrapper
@@ -74,6 +75,17 @@ def build_runner(
     cfg.launcher = launcher
     cfg.work_dir = str(work_dir or cfg.get("work_dir") or REPO_ROOT / "results" / "pretrain" / config.stem)
     cfg.resume = resume
+    if launcher == "pytorch" and not torch.cuda.is_available():
+        _cpu_distributed(cfg)
     if "runner_type" in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def _cpu_distributed(cfg: Config) -> None:
+    """DDP on CPU (gloo): mmengine's launcher and wrapper assume CUDA devices, so start the
+    process group here (mmengine then skips its own) and wrap without device ids."""
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="gloo")
+    cfg.env_cfg.setdefault("dist_cfg", {})["backend"] = "gloo"
+    cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False)
