@@ -101,7 +101,7 @@ def build(
     if checkpoint is not None:
         from .checkpoint import read_meta
 
-        meta = {k: v for k, v in read_meta(checkpoint).items() if k in ("img_size", "patch_size")}
+        meta = {k: v for k, v in read_meta(checkpoint).items() if k in ("img_size", "patch_size", "depth")}
     # Geometry recorded in the checkpoint beats the registration default; explicit kwargs beat both.
     cfg = {**spec.default_cfg, **meta, **kwargs}
     model = spec.builder(modalities=tuple(modalities), **cfg)

@@ -61,6 +61,18 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from backbones.mssdf.convert import convert_official_file
+
+    report = convert_official_file(args.src, args.dst, args.img_size, args.patch_size, args.dsm_init, args.teacher)
+    console.print(f"{args.src} ({report['layout']} layout, {report['arch']}, depth {report['depth']}) -> {args.dst}")
+    for line in report["derived"]:
+        console.print(f"  derived: {line}")
+    if report["unused"]:
+        console.print(f"  unused source keys: {len(report['unused'])}, e.g. {report['unused'][:4]}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     args.spec = str(DEMO_SPEC)
     return _cmd_sweep(args)
@@ -98,6 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--cfg-options", nargs="+", action=DictAction, help="override config keys, e.g. train_cfg.max_epochs=1"
     )
     p.set_defaults(func=_cmd_pretrain)
+
+    p = sub.add_parser("convert", help="convert official MSSDF weights to an rsbench encoder checkpoint")
+    p.add_argument("method", choices=["mssdf"])
+    p.add_argument("src", help="official file, e.g. vit_base_500.pth")
+    p.add_argument("dst", help="output, e.g. checkpoints/mssdf_vit_b16.pth")
+    p.add_argument("--img-size", type=int, default=320)
+    p.add_argument("--patch-size", type=int, default=16)
+    p.add_argument("--dsm-init", choices=["rgb_sum", "none"], default="rgb_sum")
+    p.add_argument("--teacher", action="store_true", help="take the EMA teacher instead of the student")
+    p.set_defaults(func=_cmd_convert)
 
     for name, helptext in (("sweep", "run a sweep spec"), ("demo", "run the demo sweep on the synthetic benchmark")):
         p = sub.add_parser(name, help=helptext)
