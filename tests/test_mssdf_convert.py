@@ -15,8 +15,8 @@ def official_pretrain_state(dim=192, depth=2, device="cpu", teacher=True):
     def t(*shape):
         return torch.empty(*shape, device=device) if device == "meta" else torch.randn(*shape, generator=g) * 0.02
 
-    enc = {"patch_embed.proj.weight": t(dim, 3, 16, 16), "patch_embed.proj.bias": t(dim),
-           "norm.weight": t(dim), "norm.bias": t(dim), "cls_token": t(1, 1, dim), "cls_embed.weight": t(1, dim)}  # fmt: skip
+    enc = {"patch_embed.proj.weight": t(dim, 3, 16, 16), "patch_embed.proj.bias": t(dim), "norm.weight": t(dim),
+           "norm.bias": t(dim), "cls_token": t(1, 1, dim), "cls_embed.weight": t(1, dim)}  # fmt: skip
     for i in range(depth):
         b = f"blocks.{i}."
         enc.update({
@@ -36,9 +36,14 @@ def official_pretrain_state(dim=192, depth=2, device="cpu", teacher=True):
 
 def official_mmpretrain_state(dim=192, depth=2):
     g = torch.Generator().manual_seed(1)
-    state = {"patch_embed.projection.weight": torch.randn(dim, 3, 16, 16, generator=g), "patch_embed.projection.bias":
-             torch.randn(dim, generator=g), "cls_token": torch.randn(1, 1, dim, generator=g),
-             "pos_embed": torch.randn(1, 1 + 400, dim, generator=g), "ln1.weight": torch.ones(dim), "ln1.bias": torch.zeros(dim)}  # fmt: skip
+    state = {
+        "patch_embed.projection.weight": torch.randn(dim, 3, 16, 16, generator=g),
+        "patch_embed.projection.bias": torch.randn(dim, generator=g),
+        "cls_token": torch.randn(1, 1, dim, generator=g),
+        "pos_embed": torch.randn(1, 1 + 400, dim, generator=g),
+        "ln1.weight": torch.ones(dim),
+        "ln1.bias": torch.zeros(dim),
+    }
     for i in range(depth):
         for name, shape in (("ln1", (dim,)), ("ln2", (dim,)), ("attn.qkv", (3 * dim, dim)), ("attn.proj", (dim, dim)),
                             ("ffn.layers.0.0", (4 * dim, dim)), ("ffn.layers.1", (dim, 4 * dim))):  # fmt: skip

@@ -19,6 +19,11 @@ from torch import Tensor
 
 from ..checkpoint import CheckpointError
 
+#: Parameters of one official (BEiT-style) block that map one to one onto a timm block.
+_BLOCK_PARAMS = (
+    *(f"{layer}.{p}" for layer in ("norm1", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2") for p in ("weight", "bias")),
+    "attn.qkv.weight",
+)
 #: mmpretrain VisionTransformer names -> timm names inside one block.
 _MMPRETRAIN_BLOCK = {
     "ln1": "norm1", "attn.qkv": "attn.qkv", "attn.proj": "attn.proj", "ln2": "norm2",
@@ -85,8 +90,7 @@ def convert_official_mssdf(
         depth = 1 + max(int(m.group(1)) for k in state if (m := re.match(rf"{re.escape(prefix)}blocks\.(\d+)\.", k)))
         for i in range(depth):
             src, dst = f"{prefix}blocks.{i}.", f"vit.blocks.{i}."
-            for name in ("norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.proj.weight", "attn.proj.bias",
-                         "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"):  # fmt: skip
+            for name in _BLOCK_PARAMS:
                 take(src + name, dst + name)
             q, v = state.get(src + "attn.q_bias"), state.get(src + "attn.v_bias")
             if q is not None and v is not None:
