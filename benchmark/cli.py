@@ -73,6 +73,28 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from .sweep import SweepSpec, run_sweep
+
+    name, _, checkpoint = args.backbone.partition(":")
+    spec = SweepSpec(
+        name=args.name,
+        backbones=[dict(name=name, checkpoint=checkpoint or None, kwargs=dict(args.backbone_options or {}))],
+        tasks=[args.task],
+        dataset=dict(name=args.dataset, **(args.dataset_options or {})),
+        fractions=[args.fraction],
+        split_seeds=[args.split_seed],
+        train_seeds=[args.seed],
+        modalities=args.modalities,
+        budgets={args.task: dict(args.budget or {})},
+        task_kwargs={args.task: dict(args.task_options or {})},
+    )
+    spec.validate()
+    run_dir = Path(args.run_dir) if args.run_dir else REPO_ROOT / "results" / "runs" / spec.name
+    run_sweep(spec, run_dir, force=args.force, console=console)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     args.spec = str(DEMO_SPEC)
     return _cmd_sweep(args)
@@ -110,6 +132,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--cfg-options", nargs="+", action=DictAction, help="override config keys, e.g. train_cfg.max_epochs=1"
     )
     p.set_defaults(func=_cmd_pretrain)
+
+    p = sub.add_parser("finetune", help="train and evaluate one cell: a backbone on a task at one label fraction")
+    p.add_argument("--task", required=True, help="segmentation, classification, detection, change_detection, depth")
+    p.add_argument("--backbone", required=True, help="registered name, optionally NAME:CHECKPOINT")
+    p.add_argument("--dataset", default="synthetic")
+    p.add_argument("--fraction", type=float, default=1.0, help="fraction of the training labels, in (0, 1]")
+    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the label subset")
+    p.add_argument("--modalities", nargs="+", default=["rgb", "dsm"])
+    p.add_argument("--name", default="finetune", help="run name (results/runs/<name>)")
+    p.add_argument("--run-dir", default=None)
+    p.add_argument("--force", action="store_true", help="recompute even if this cell has a result")
+    for opt, example in (("dataset", "size=64"), ("backbone", "img_size=64 patch_size=8"), ("task", "head_channels=64"),
+                         ("budget", "max_iters=100 batch_size=8 lr=5e-4")):  # fmt: skip
+        p.add_argument(f"--{opt}-options", dest=f"{opt}_options" if opt != "budget" else "budget", nargs="+",
+                       action=DictAction, help=f"e.g. {example}")  # fmt: skip
+    p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("convert", help="convert official MSSDF weights to an rsbench encoder checkpoint")
     p.add_argument("method", choices=["mssdf"])

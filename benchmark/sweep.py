@@ -49,12 +49,27 @@ class SweepSpec:
             spec = cls(**cfg)
         except TypeError as exc:
             raise ValueError(f"{path}: {exc}") from exc
-        for f in spec.fractions:
-            if not 0 < f <= 1:
-                raise ValueError(f"{path}: label fraction {f} is outside (0, 1]")
-        for b in spec.backbones:
-            backbones.get_spec(b["name"])  # fail before any training on a typo
+        try:
+            spec.validate()
+        except (ValueError, KeyError) as exc:
+            raise type(exc)(f"{path}: {exc.args[0]}") from exc
         return spec
+
+    def validate(self) -> None:
+        """Fail before any training on a typo: fractions, backbone and task names, budget keys."""
+        for f in self.fractions:
+            if not 0 < f <= 1:
+                raise ValueError(f"label fraction {f} is outside (0, 1]")
+        for b in self.backbones:
+            backbones.get_spec(b["name"])
+        for t in self.tasks:
+            get_task(t, **self.task_kwargs.get(t, {}))
+        for t, budget in self.budgets.items():
+            unknown = sorted(set(budget) - set(TrainBudget.__dataclass_fields__))
+            if unknown:
+                raise ValueError(
+                    f"unknown budget keys {unknown} for task {t}; known: {sorted(TrainBudget.__dataclass_fields__)}"
+                )
 
 
 @dataclass(frozen=True)

@@ -81,3 +81,17 @@ def test_bad_input_is_one_error_line_and_no_results(tmp_path, capsys, argv_facto
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (run_dir / "results.parquet").exists()
+
+
+def test_finetune_writes_one_cell(tmp_path, capsys):
+    run_dir = tmp_path / "ft"
+    argv = ["finetune", "--task", "segmentation", "--backbone", "random_init_vit_t16", "--fraction", "0.5",
+            "--seed", "1", "--run-dir", str(run_dir), "--dataset-options", "size=32", "n=8",
+            f"root={tmp_path / 'data'}", "--backbone-options", "img_size=32", "patch_size=8", "depth=2",
+            "--task-options", "head_channels=16", "--budget", "max_iters=2", "batch_size=2"]  # fmt: skip
+    assert main(argv) == 0
+    frame = pd.read_parquet(run_dir / "results.parquet")
+    assert set(frame["train_seed"]) == {1} and set(frame["fraction"]) == {0.5} and set(frame["n_train"]) == {4}
+    assert (frame["status"] == "ok").all() and "mIoU" in set(frame["metric"])
+    assert main([*argv[:-3], "--budget", "max_iter=2"]) == 2
+    assert "unknown budget keys ['max_iter']" in capsys.readouterr().err
