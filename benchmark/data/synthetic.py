@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from . import register_dataset
 from .scene_model import DET_CLASSES, SCENE_CLASSES, SEG_CLASSES, generate_scene
 
 if TYPE_CHECKING:
@@ -234,6 +235,7 @@ def plot_sample(sample: dict[str, Any], show_titles: bool = True, suptitle: str 
     return fig
 
 
+@register_dataset("synthetic")
 class SyntheticBenchmark(Dataset):
     """Synthetic multi-modal remote-sensing benchmark (segmentation, detection, scene, change).
 
