@@ -6,6 +6,7 @@ Importing this package registers the built-in backbones; third-party modules nam
 
 from . import random_init  # noqa: F401  (registers random_init_*)
 from .checkpoint import CheckpointError, file_hash, load_encoder_checkpoint, save_encoder_checkpoint
+from .mae import backbone as _mae_backbone  # noqa: F401  (registers mae_*)
 from .mssdf import backbone as _mssdf_backbone  # noqa: F401  (registers mssdf_*)
 from .registry import BackboneSpec, UnknownBackboneError, build, get_spec, list_backbones, register_backbone
 

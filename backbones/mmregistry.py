@@ -15,7 +15,7 @@ _ROOTS = {
     if isinstance(root, Registry) and root.parent is None and name.isupper()
 }
 _LOCATIONS = {
-    "MODELS": ["backbones.mssdf.model"],
+    "MODELS": ["backbones.mssdf.model", "backbones.mae.model"],
     "HOOKS": ["backbones.hooks"],
     "OPTIM_WRAPPER_CONSTRUCTORS": ["backbones.optim"],
     "RUNNERS": ["benchmark.pretrain"],

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import timm
 import torch
 from mmseg.models.necks import Feature2Pyramid
-from timm.layers import PatchEmbed, resample_abs_pos_embed
+from timm.layers import PatchEmbed, build_sincos2d_pos_embed, resample_abs_pos_embed
 from torch import nn
 
 #: Default channel count of each modality the data layer provides.
@@ -83,6 +83,15 @@ class MultiModalViT(nn.Module):
         tokens = [self.patch_embeds[m](inputs[m]) for m in self.modalities]
         return torch.stack(tokens).mean(0)
 
+    def use_fixed_sincos_positions(self) -> None:
+        """Freeze the position embedding to a 2-D sin-cos table (zero at the prefix tokens), as
+        MAE-style pretraining does; downstream fine-tuning may train it again."""
+        pos = self.vit.pos_embed
+        with torch.no_grad():
+            pos.zero_()
+            pos[0, self.vit.num_prefix_tokens :] = build_sincos2d_pos_embed(list(self.grid_size), pos.shape[-1])
+        pos.requires_grad_(False)
+
     def position_embedding(self, h: int, w: int) -> torch.Tensor:
         """The position embedding (1 x prefix+h*w x C) resampled to an h x w token grid."""
         return resample_abs_pos_embed(
@@ -118,3 +127,19 @@ VIT_ARCHS = {
     "vit_b16": "vit_base_patch16_224",
     "vit_l16": "vit_large_patch16_224",
 }
+
+
+def register_vit_backbones(method: str, doc: str, sizes=("vit_t16", "vit_s16", "vit_b16"), img_size: int = 224) -> None:
+    """Register ``<method>_<size>`` for each ViT size: the shared encoder a pretraining method exports.
+
+    ``doc`` is formatted with ``arch`` and becomes the description ``rsbench backbones`` shows.
+    """
+    from .registry import register_backbone
+
+    for short in sizes:
+
+        def builder(modalities=("rgb", "dsm"), _short=short, **kw) -> MultiModalViT:
+            return MultiModalViT(VIT_ARCHS[_short], modalities=modalities, **kw)
+
+        builder.__doc__ = doc.format(arch=short)
+        register_backbone(f"{method}_{short}", method=method, arch=short, img_size=img_size, patch_size=16)(builder)

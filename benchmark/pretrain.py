@@ -12,7 +12,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 import backbones.hooks  # noqa: F401  (registers the pretraining hooks)
-import backbones.mssdf.model  # noqa: F401  (registers the pretraining methods)
+import backbones.mae.model  # noqa: F401  (registers the pretraining methods)
+import backbones.mssdf.model  # noqa: F401
 import backbones.optim  # noqa: F401  (registers the optimiser constructor)
 from backbones import save_encoder_checkpoint
 
@@ -52,6 +53,7 @@ class PretrainRunner(Runner):
         save_encoder_checkpoint(
             encoder, path, method=type(model).__name__.lower(), arch=getattr(model, "arch", ""),
             img_size=int(encoder.grid_size[0] * encoder.patch_size), patch_size=encoder.patch_size,
+            depth=len(encoder.vit.blocks),
             epochs=self.epoch, iters=self.iter, config=self.cfg.filename, code_version=code_version(),
         )  # fmt: skip
         self.logger.info(f"encoder checkpoint written to {path}")

@@ -11,3 +11,19 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 def synth_root(tmp_path_factory):
     """A synthetic benchmark cache shared by the tests of one session (generated on first use)."""
     return tmp_path_factory.mktemp("synthetic")
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def write_tiny_pretrain_config(tmp_path, base: str, model: dict, epochs: int = 1) -> "object":
+    """A config that inherits a real pretraining config and shrinks model, data and schedule to seconds."""
+    path = tmp_path / f"tiny_{base}"
+    path.write_text(
+        f"_base_ = [{str(REPO / 'configs' / 'pretrain' / base)!r}]\n"
+        f"model = dict(**{model!r})\n"
+        f"train_dataloader = dict(batch_size=4, dataset=dict(size=32, n=8, root={str(tmp_path / 'data')!r}))\n"
+        f"train_cfg = dict(max_epochs={epochs})\n"
+        "param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]\n"
+    )
+    return path

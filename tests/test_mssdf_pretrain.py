@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import write_tiny_pretrain_config
 from mmengine.config import ConfigDict
 from mmengine.logging import MessageHub
 
@@ -81,19 +82,8 @@ def test_hsic_of_independent_noise_is_small_and_of_copies_is_not():
 
 
 def _config(tmp_path):
-    path = tmp_path / "tiny_mssdf.py"
-    base = backbones.__file__.replace(
-        "backbones/__init__.py", "configs/pretrain/mssdf_vit-t8_rgb-dsm_1xb32-4e_synthetic64.py"
-    )
     model = {k: v for k, v in TINY.items() if k != "type"}
-    path.write_text(
-        f"_base_ = [{base!r}]\n"
-        f"model = dict(**{model!r})\n"
-        f"train_dataloader = dict(batch_size=4, dataset=dict(size=32, n=8, root={str(tmp_path / 'data')!r}))\n"
-        "train_cfg = dict(max_epochs=1)\n"
-        "param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]\n"
-    )
-    return path
+    return write_tiny_pretrain_config(tmp_path, "mssdf_vit-t8_rgb-dsm_1xb32-4e_synthetic64.py", model)
 
 
 def test_pretrain_cli_resumes_and_exports_a_loadable_encoder(tmp_path):

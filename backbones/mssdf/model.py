@@ -122,7 +122,7 @@ class MSSDF(BaseModel):
         self.modalities = ("rgb", "dsm")
         self.arch, self.patch_size = arch, patch_size
         self.student = MultiModalViT(VIT_ARCHS[arch], self.modalities, img_size, patch_size, **(encoder_kwargs or {}))
-        self._fix_sincos_positions(self.student)
+        self.student.use_fixed_sincos_positions()
         # The teacher starts as an exact copy of the student and only moves by EMA (no gradients).
         self.teacher = ExponentialMovingAverage(self.student, momentum=0.004)
         self.teacher.requires_grad_(False)
@@ -148,16 +148,6 @@ class MSSDF(BaseModel):
         self.temperature = temperature
         self.rec_loss = rec_loss
         self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
-
-    @staticmethod
-    def _fix_sincos_positions(vit: MultiModalViT) -> None:
-        """Fixed 2-D sin-cos patch positions (cls position zero), as MAE-style pretraining uses."""
-        pos = vit.vit.pos_embed
-        grid = build_sincos2d_pos_embed(list(vit.grid_size), pos.shape[-1])
-        with torch.no_grad():
-            pos.zero_()
-            pos[0, vit.vit.num_prefix_tokens :] = grid
-        pos.requires_grad_(False)
 
     def export_encoder(self) -> MultiModalViT:
         """The downstream backbone: the student encoder (the teacher is only a training target)."""
