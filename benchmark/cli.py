@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -37,6 +38,17 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
     for split in args.splits:
         path = synthesize(root=args.root, split=split, seed=args.seed, size=args.size, n=args.n, progress=True)
         console.print(f"{split}: {path}")
+    return 0
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from .data.check import check_dataset, print_report
+
+    report = check_dataset(args.dataset, args.root, full=not args.quick, **(args.options or {}))
+    print_report(report, console)
+    if not report.ok:
+        err_console.print(f"rsbench: {args.dataset} at {args.root}: {len(report.bad_files)} problem(s), listed above")
+        return 1
     return 0
 
 
@@ -100,6 +112,33 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _cmd_sweep(args)
 
 
+def _option_value(text: str):
+    """``key=value`` values: ints, floats, booleans and None by their plain spelling, comma lists, else strings.
+
+    Stricter than Python literals on purpose: tile ids such as ``2_10`` must stay strings.
+    """
+    if "," in text:
+        return [_option_value(t) for t in text.split(",") if t]
+    if re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    if re.fullmatch(r"[+-]?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][+-]?\d+)", text):
+        return float(text)
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+class OptionsAction(argparse.Action):
+    """Collects ``key=value`` pairs into a dict (see ``_option_value``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        options = dict(getattr(namespace, self.dest) or {})
+        for item in values:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                parser.error(f"{option_string} expects key=value pairs, got {item!r}")
+            options[key] = _option_value(value)
+        setattr(namespace, self.dest, options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by the docs and the tests)."""
     parser = argparse.ArgumentParser(
@@ -122,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=None, help="samples per split (default: the split's standard size)")
     p.add_argument("--splits", nargs="+", default=["train", "val", "test"], choices=["train", "val", "test", "pool"])
     p.set_defaults(func=_cmd_data_synth)
+    p = data_sub.add_parser("check", help="validate a real dataset in its original layout; exit 1 on problems")
+    p.add_argument("root", help="the dataset's folder as distributed")
+    p.add_argument("--dataset", required=True, help="potsdam, vaihingen, us3d, ucmerced, aid, resisc45, ...")
+    p.add_argument("--quick", action="store_true", help="headers only (GeoTIFF datasets), seconds instead of minutes")
+    p.add_argument(
+        "--options", nargs="+", action=OptionsAction, help="dataset options, e.g. image=IRRG tiles=2_10,2_11"
+    )
+    p.set_defaults(func=_cmd_data_check)
 
     p = sub.add_parser("pretrain", help="pretrain a backbone with an mmengine config (MSSDF, ...)")
     p.add_argument("config", help="e.g. configs/pretrain/mssdf_vit-t8_rgb-dsm_1xb32-4e_synthetic64.py")
@@ -147,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     for opt, example in (("dataset", "size=64"), ("backbone", "img_size=64 patch_size=8"), ("task", "head_channels=64"),
                          ("budget", "max_iters=100 batch_size=8 lr=5e-4")):  # fmt: skip
         p.add_argument(f"--{opt}-options", dest=f"{opt}_options" if opt != "budget" else "budget", nargs="+",
-                       action=DictAction, help=f"e.g. {example}")  # fmt: skip
+                       action=OptionsAction, help=f"e.g. {example}")  # fmt: skip
     p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("convert", help="convert official MSSDF weights to an rsbench encoder checkpoint")

@@ -95,3 +95,12 @@ def test_finetune_writes_one_cell(tmp_path, capsys):
     assert (frame["status"] == "ok").all() and "mIoU" in set(frame["metric"])
     assert main([*argv[:-3], "--budget", "max_iter=2"]) == 2
     assert "unknown budget keys ['max_iter']" in capsys.readouterr().err
+
+
+def test_option_values_keep_tile_ids_as_strings():
+    from benchmark.cli import _option_value
+
+    assert _option_value("2_10") == "2_10"
+    assert _option_value("64") == 64 and _option_value("5e-4") == 5e-4 and _option_value("0.5") == 0.5
+    assert _option_value("true") is True and _option_value("None") is None
+    assert _option_value("2_10,2_11") == ["2_10", "2_11"] and _option_value("IRRG") == "IRRG"

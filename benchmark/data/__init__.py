@@ -14,7 +14,14 @@ from torch.utils.data import Dataset
 
 _DATASETS: dict[str, type] = {}
 #: Modules that register datasets when imported (one file per dataset, TorchGeo style).
-_MODULES = ["benchmark.data.synthetic"]
+_MODULES = [
+    "benchmark.data.synthetic",
+    "benchmark.data.isprs",
+    "benchmark.data.us3d",
+    "benchmark.data.scene_classification",
+    "benchmark.data.change_detection",
+    "benchmark.data.detection",
+]
 
 
 def register_dataset(name: str):
