@@ -40,7 +40,8 @@ class SweepSpec:
     @classmethod
     def from_file(cls, path: str | Path) -> SweepSpec:
         """Read a sweep config; unknown or missing fields get one clear error."""
-        cfg = Config.fromfile(str(path)).to_dict()
+        # Names starting with "_" are the spec file's own helper variables.
+        cfg = {k: v for k, v in Config.fromfile(str(path)).to_dict().items() if not k.startswith("_")}
         known = set(cls.__dataclass_fields__)
         extra = sorted(set(cfg) - known)
         if extra:
@@ -51,7 +52,7 @@ class SweepSpec:
             raise ValueError(f"{path}: {exc}") from exc
         try:
             spec.validate()
-        except (ValueError, KeyError) as exc:
+        except (ValueError, KeyError, FileNotFoundError) as exc:
             raise type(exc)(f"{path}: {exc.args[0]}") from exc
         return spec
 
@@ -62,6 +63,11 @@ class SweepSpec:
                 raise ValueError(f"label fraction {f} is outside (0, 1]")
         for b in self.backbones:
             backbones.get_spec(b["name"])
+            if b.get("checkpoint") and not Path(b["checkpoint"]).is_file():
+                raise FileNotFoundError(
+                    f"checkpoint {b['checkpoint']} of backbone {b['name']} does not exist "
+                    "(relative paths are taken from the current directory; pretrain or convert it first)"
+                )
         for t in self.tasks:
             get_task(t, **self.task_kwargs.get(t, {}))
         for t, budget in self.budgets.items():

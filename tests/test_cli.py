@@ -32,13 +32,13 @@ def test_data_synth_generates_and_reuses(tmp_path, capsys):
     assert [m.stat().st_mtime_ns for m in manifests] == stamps
 
 
-def _spec(tmp_path, backbone="random_init_vit_t16", fractions="[0.25, 1.0]"):
+def _spec(tmp_path, backbone="random_init_vit_t16", fractions="[0.25, 1.0]", checkpoint=None):
     path = tmp_path / "tiny_sweep.py"
     path.write_text(
         f"""name = "tiny"
 dataset = dict(name="synthetic", root={str(tmp_path / "data")!r}, seed=0, size=32, n=16)
 tasks = ["segmentation"]
-backbones = [dict(name={backbone!r}, kwargs=dict(img_size=32, patch_size=8, depth=2))]
+backbones = [dict(name={backbone!r}, checkpoint={checkpoint!r}, kwargs=dict(img_size=32, patch_size=8, depth=2))]
 modalities = ["rgb", "dsm"]
 fractions = {fractions}
 train_seeds = [0]
@@ -73,6 +73,7 @@ def test_sweep_writes_rows_table_and_plot_then_skips_done_cells(tmp_path, capsys
         (lambda p: ["sweep", str(p / "missing.py")], "does not exist"),
         (lambda p: ["sweep", str(_spec(p, backbone="no_such_backbone"))], "unknown backbone 'no_such_backbone'"),
         (lambda p: ["sweep", str(_spec(p, fractions="[0.0, 1.0]"))], "outside (0, 1]"),
+        (lambda p: ["sweep", str(_spec(p, checkpoint=str(p / "enc.pth")))], "enc.pth of backbone"),
     ],
 )
 def test_bad_input_is_one_error_line_and_no_results(tmp_path, capsys, argv_factory, message):
