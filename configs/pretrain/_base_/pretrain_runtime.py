@@ -26,6 +26,10 @@ optim_wrapper = dict(
     paramwise_cfg=dict(
         norm_decay_mult=0.0,
         bias_decay_mult=0.0,
-        custom_keys={"pos_embed": dict(decay_mult=0.0), "cls_token": dict(decay_mult=0.0), "token": dict(decay_mult=0.0)},
+        custom_keys={
+            "pos_embed": dict(decay_mult=0.0),
+            "cls_token": dict(decay_mult=0.0),
+            "token": dict(decay_mult=0.0),
+        },
     ),
 )
