@@ -65,13 +65,19 @@ def test_teacher_starts_as_the_student_and_follows_by_cosine_ema():
     assert torch.allclose(after, before + 0.004, atol=1e-6)  # 0.996 * old + 0.004 * (old + 1)
 
 
-def test_curriculum_hook_sets_p_per_epoch():
+def test_curriculum_hook_walks_the_schedule_by_fractional_epoch():
     model = SimpleNamespace(dsm_extra_p=None)
     hub = MessageHub.get_instance("t_curr")
-    hook = MaskingCurriculumHook(epoch_scale=50)
-    for epoch, p in [(0, 0.1), (1, 0.6), (2, 0.7)]:  # epochs 0, 50, 100 of the 500-epoch schedule
-        hook.before_train_epoch(SimpleNamespace(model=model, epoch=epoch, message_hub=hub))
-        assert model.dsm_extra_p == pytest.approx(p)
+    loader = [None] * 10  # 10 iterations per epoch
+    hook = MaskingCurriculumHook(epoch_scale=125)  # a 4-epoch run walking the 500-epoch schedule
+    for it, p in [(0, 0.1), (1, 0.2), (3, 0.4), (4, 0.6), (5, 0.7), (39, 0.7)]:  # epoch it/10 * 125
+        hook.before_train_iter(SimpleNamespace(model=model, iter=it, train_dataloader=loader, message_hub=hub), it)
+        assert model.dsm_extra_p == pytest.approx(p), it
+    paper = MaskingCurriculumHook()  # scale 1: the official per-epoch values at whole epochs
+    for epoch, p in [(0, 0.1), (9.9, 0.1), (10, 0.2), (59, 0.6), (60, 0.7), (499, 0.7)]:
+        runner = SimpleNamespace(model=model, iter=int(epoch * 10), train_dataloader=loader, message_hub=hub)
+        paper.before_train_iter(runner, 0)
+        assert model.dsm_extra_p == pytest.approx(p), epoch
 
 
 def test_hsic_of_independent_noise_is_small_and_of_copies_is_not():
