@@ -79,9 +79,12 @@ def build_runner(
     cfg.resume = resume
     if launcher == "pytorch" and not torch.cuda.is_available():
         _cpu_distributed(cfg)
-    if "runner_type" in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    # Look the runner class up in the project's registry directly: RUNNERS.build would resolve it in
+    # whatever scope an earlier runner in this process left current (e.g. a fine-tuning runner's).
+    runner_cls = RUNNERS.get(cfg.runner_type) if "runner_type" in cfg else Runner
+    if runner_cls is None:
+        raise KeyError(f"runner_type {cfg.runner_type!r} is not registered; known: {sorted(RUNNERS.module_dict)}")
+    return runner_cls.from_cfg(cfg)
 
 
 def _cpu_distributed(cfg: Config) -> None:

@@ -27,7 +27,7 @@ def test_random_masking_hides_exactly_75_percent_and_restores_order():
 
 @pytest.mark.parametrize("modalities, batch", [(("rgb", "dsm"), 1), (("rgb",), 3)])
 def test_loss_is_finite_and_trains_the_encoder(modalities, batch):
-    model = MODELS.build(ConfigDict(type="MAE", modalities=modalities, **TINY))
+    model = MODELS.build(ConfigDict(type="MAE", _scope_="rsbench", modalities=modalities, **TINY))
     losses = model.loss({k: v for k, v in _batch(batch).items() if k in modalities})
     assert set(losses) == {"loss_rec"} and torch.isfinite(losses["loss_rec"])
     losses["loss_rec"].backward()

@@ -14,8 +14,8 @@ from backbones.mmregistry import MODELS
 from backbones.mssdf.model import linear_hsic, visible_index
 from benchmark.cli import main
 
-TINY = dict(type="MSSDF", arch="vit_t16", img_size=32, patch_size=8, encoder_kwargs=dict(depth=2), decoder_dim=32,
-            decoder_heads=2, fusion_depth=1, decoder_depth=1, proj_dim=16)  # fmt: skip
+TINY = dict(type="MSSDF", _scope_="rsbench", arch="vit_t16", img_size=32, patch_size=8, encoder_kwargs=dict(depth=2),
+            decoder_dim=32, decoder_heads=2, fusion_depth=1, decoder_depth=1, proj_dim=16)  # fmt: skip
 LOSSES = {"loss_rec_rgb", "loss_rec_dsm", "loss_align", "loss_hsic", "loss_mod"}
 
 
@@ -88,7 +88,7 @@ def test_hsic_of_independent_noise_is_small_and_of_copies_is_not():
 
 
 def _config(tmp_path):
-    model = {k: v for k, v in TINY.items() if k != "type"}
+    model = {k: v for k, v in TINY.items() if k not in ("type", "_scope_")}
     return write_tiny_pretrain_config(tmp_path, "mssdf_vit-t8_rgb-dsm_1xb32-4e_synthetic64.py", model)
 
 
