@@ -1,6 +1,6 @@
 """Downstream tasks: each a model builder, a batch adapter and a metric, trained by ``tasks.engine.finetune``."""
 
-from . import segmentation  # noqa: F401  (registers "segmentation")
+from . import change_detection, classification, depth, detection, segmentation  # noqa: F401  (registers the tasks)
 from .base import Task, TrainBudget, get_task, list_tasks, register_task
 from .engine import FinetuneResult, finetune
 

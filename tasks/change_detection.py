@@ -1,0 +1,156 @@
+"""Bi-temporal change detection: Siamese encoder, per-scale |f1 - f2|, mmseg UPerHead; F1/IoU of change, mIoU."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.config import ConfigDict
+from mmengine.evaluator import BaseMetric
+from mmengine.model import BaseModel
+from mmseg.evaluation.metrics import IoUMetric
+from mmseg.registry import MODELS as MMSEG_MODELS
+from torch import nn
+
+from .base import Task, register_task
+from .preprocess import ModalityPreprocessor
+from .segmentation import norm_cfg
+
+#: Modalities the data has at both dates, and the sample key of their second date.
+BITEMPORAL = {"rgb": "rgb_t2"}
+
+
+class ChangeDetectionModel(BaseModel):
+    """One backbone shared by both dates -> |f1 - f2| at each of the four scales -> UPerHead (2 classes).
+
+    UPerHead fuses the four difference maps top-down, then concatenates them at stride 4 before
+    its classifier, so every scale's difference reaches the logits. Both dates go through the
+    backbone as one batch of 2B: the same module and weights as two calls, in one pass.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        modalities: Sequence[str],
+        head_channels: int = 128,
+        norm: str = "GN",
+        ignore_index: int = 255,
+        class_weight: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__(data_preprocessor=ModalityPreprocessor())
+        self.backbone = backbone
+        self.modalities = tuple(modalities)
+        self.ignore_index = ignore_index
+        loss = dict(
+            type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0, avg_non_ignore=True,
+            class_weight=list(class_weight) if class_weight is not None else None,
+        )  # fmt: skip
+        self.decode_head = MMSEG_MODELS.build(
+            ConfigDict(
+                type="UPerHead", _scope_="mmseg", in_channels=list(backbone.out_channels), in_index=[0, 1, 2, 3],
+                pool_scales=(1, 2, 3, 6), channels=head_channels, dropout_ratio=0.1, num_classes=2,
+                out_channels=2, norm_cfg=norm_cfg(norm), align_corners=False, loss_decode=loss,
+            )
+        )  # fmt: skip
+
+    def forward(self, inputs: dict, data_samples: dict | None = None, mode: str = "tensor"):
+        b = inputs[self.modalities[0]].shape[0]
+        both = {m: torch.cat([inputs[m], inputs[BITEMPORAL[m]]]) for m in self.modalities}
+        diffs = [(f[:b] - f[b:]).abs() for f in self.backbone(both)]
+        size = inputs[self.modalities[0]].shape[-2:]
+        logits = F.interpolate(self.decode_head(diffs), size=size, mode="bilinear", align_corners=False)
+        if mode == "loss":
+            target = data_samples["change"].long()
+            return {"loss_change": self.decode_head.loss_decode(logits, target, ignore_index=self.ignore_index)}
+        if mode == "predict":
+            return [{"pred": p, "gt": g} for p, g in zip(logits.argmax(1), data_samples["change"])]
+        return logits
+
+
+class ChangeMetric(BaseMetric):
+    """Change-class ``F1_change`` and ``IoU_change``, binary ``mIoU`` over {no change, change}, ``OA``; in %.
+
+    Pixel counts are summed over the whole test set before the ratios (mmseg's convention), so
+    tiles without change weigh by their pixels, not as a 0/0 per tile. With neither true nor
+    predicted change anywhere, F1_change and IoU_change are NaN (undefined), and mIoU is the
+    no-change IoU alone.
+    """
+
+    default_prefix = ""
+
+    def __init__(self, ignore_index: int = 255) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        for s in data_samples:
+            self.results.append(IoUMetric.intersect_and_union(s["pred"].cpu(), s["gt"].cpu(), 2, self.ignore_index))
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        inter, union, pred, label = (torch.stack(r).sum(0).double().numpy() for r in zip(*results))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = np.where(union > 0, inter / union, np.nan)
+            f1 = 2 * inter[1] / (pred[1] + label[1]) if pred[1] + label[1] > 0 else np.nan
+        return {
+            "F1_change": 100 * float(f1),
+            "IoU_change": 100 * float(iou[1]),
+            "mIoU": 100 * float(np.nanmean(iou)),
+            "OA": 100 * float(inter.sum() / max(label.sum(), 1)),
+        }
+
+
+@register_task("change_detection")
+class ChangeDetectionTask(Task):
+    """Building change between ``rgb`` and ``rgb_t2`` (target ``change``); stratified by any-change tiles."""
+
+    primary_metric = "F1_change"
+    higher_is_better = True
+    target_keys = ("change",)
+
+    def __init__(
+        self,
+        head_channels: int = 128,
+        norm: str = "GN",
+        ignore_index: int = 255,
+        class_weight: Sequence[float] | None = (1.0, 10.0),
+    ) -> None:
+        self.head_channels = head_channels
+        self.norm = norm  # GN by default: batch-size-1 training must work (BN fails on the PPM's 1x1 maps)
+        self.ignore_index = ignore_index
+        # Change is ~2 % of the pixels: unweighted cross-entropy learns "never changed" within short
+        # budgets (F1 0 for every backbone), so the change class is weighted 10x by default; pass
+        # class_weight=None for plain cross-entropy.
+        self.class_weight = class_weight
+
+    def input_modalities(self, requested: Sequence[str]) -> tuple[str, ...]:
+        """Only the requested modalities that exist at both dates (RGB); raises if none does."""
+        both = tuple(m for m in requested if m in BITEMPORAL)
+        if not both:
+            raise ValueError(f"change detection needs a modality present at both dates ({sorted(BITEMPORAL)})")
+        return both
+
+    def strata(self, dataset) -> np.ndarray:
+        # The dataset has no per-tile change summary, so read each tile once (cheap on small data).
+        return np.array([int(torch.as_tensor(dataset[i]["change"]).any()) for i in range(len(dataset))])
+
+    def collate(self, samples: Sequence[Mapping[str, torch.Tensor]], modalities: Sequence[str]) -> dict:
+        """The base batch plus the second date of each modality (``rgb_t2``) in the inputs."""
+        modalities = self.input_modalities(modalities)
+        batch = super().collate(samples, modalities)
+        for m in modalities:
+            key = BITEMPORAL[m]
+            batch["inputs"][key] = torch.stack([s[key] for s in samples])
+        return batch
+
+    def build_model(self, backbone: nn.Module, modalities: Sequence[str]) -> BaseModel:
+        unknown = [m for m in modalities if m not in BITEMPORAL]
+        if unknown:
+            raise ValueError(f"change detection has no second date for {unknown}; use input_modalities() first")
+        return ChangeDetectionModel(
+            backbone, modalities, self.head_channels, self.norm, self.ignore_index, self.class_weight
+        )
+
+    def build_metric(self) -> BaseMetric:
+        return ChangeMetric(self.ignore_index)
