@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_data_check)
 
     p = sub.add_parser("pretrain", help="pretrain a backbone with an mmengine config (MSSDF, ...)")
-    p.add_argument("config", help="e.g. configs/pretrain/mssdf_vit-t8_rgb-dsm_1xb32-4e_synthetic64.py")
+    p.add_argument("config", help="e.g. configs/pretrain/mssdf_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py")
     p.add_argument("--work-dir", default=None, help="default results/pretrain/<config name>")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")

@@ -35,7 +35,7 @@ def test_loss_is_finite_and_trains_the_encoder(modalities, batch):
 
 
 def test_pretrain_and_load_the_exported_encoder(tmp_path):
-    cfg = write_tiny_pretrain_config(tmp_path, "mae_vit-t8_rgb-dsm_1xb32-4e_synthetic64.py", TINY)
+    cfg = write_tiny_pretrain_config(tmp_path, "mae_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", TINY)
     work = tmp_path / "work"
     assert main(["pretrain", str(cfg), "--work-dir", str(work)]) == 0
     assert backbones.checkpoint.read_meta(work / "encoder.pth")["method"] == "mae"

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from backbones.mssdf import masking
 from backbones.mssdf.masking import (
     band_weights,
     cross_modal_masks,
@@ -47,6 +48,14 @@ def test_scores_match_reference_float64(value_scale):
     )
 
 
+def test_elementwise_path_matches_reference(monkeypatch):
+    # the path used on GPU (or when fp32 matmul may be downcast): no matmul for grey / patch sums
+    monkeypatch.setattr(masking, "_exact_matmul", lambda device: False)
+    rgb, dsm, valid = _images(seed=2)
+    ref = patch_scores_reference(rgb, dsm, 16, valid)
+    np.testing.assert_allclose(patch_scores(rgb, dsm, 16, valid).numpy(), ref, rtol=1e-5, atol=1e-12)
+
+
 def test_scores_match_reference_float32_and_without_nodata():
     rgb, dsm, valid = _images(b=2, h=32, w=32, seed=1, dtype=torch.float32)
     dsm = torch.where(valid, dsm, 60.0)  # NaN heights are only defined when marked invalid
@@ -63,8 +72,10 @@ def test_dsm_edge_cases_contribute_nothing():
     none_valid = torch.zeros(2, 1, 32, 32, dtype=torch.bool)
     np.testing.assert_allclose(patch_scores(rgb, flat, 16).numpy(), ref_rgb_only, rtol=1e-12)
     np.testing.assert_allclose(patch_scores(rgb, flat * 3, 16, none_valid).numpy(), ref_rgb_only, rtol=1e-12)
-    # nodata filled with the valid mean: wild values under the mask change nothing
+    # nodata filled with the valid mean: holes in a flat DSM make no gradient, wild values change nothing
     _, dsm, valid = _images(b=2, h=32, w=32)
+    holes = torch.where(valid, flat, torch.full_like(flat, -9999.0))
+    np.testing.assert_allclose(patch_scores(rgb, holes, 16, valid).numpy(), ref_rgb_only, rtol=1e-12)
     a = patch_scores(rgb, torch.where(valid, dsm, torch.full_like(dsm, -9999.0)), 16, valid)
     np.testing.assert_allclose(a.numpy(), patch_scores(rgb, dsm, 16, valid).numpy(), rtol=1e-12)
 

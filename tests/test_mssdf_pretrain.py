@@ -89,7 +89,7 @@ def test_hsic_of_independent_noise_is_small_and_of_copies_is_not():
 
 def _config(tmp_path):
     model = {k: v for k, v in TINY.items() if k not in ("type", "_scope_")}
-    return write_tiny_pretrain_config(tmp_path, "mssdf_vit-t8_rgb-dsm_1xb32-4e_synthetic64.py", model)
+    return write_tiny_pretrain_config(tmp_path, "mssdf_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", model)
 
 
 def test_pretrain_cli_resumes_and_exports_a_loadable_encoder(tmp_path):

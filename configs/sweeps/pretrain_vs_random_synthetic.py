@@ -8,9 +8,9 @@ tasks = ["segmentation"]
 _vit = dict(img_size=64, patch_size=8)
 backbones = [
     dict(name="random_init_vit_t16", checkpoint=None, kwargs=_vit),
-    dict(name="mssdf_vit_t16", checkpoint="results/pretrain/mssdf_vit-t8_rgb-dsm_1xb32-4e_synthetic64/encoder.pth",
+    dict(name="mssdf_vit_t16", checkpoint="results/pretrain/mssdf_vit-t8_rgb-dsm_1xb32-8e_synthetic64/encoder.pth",
          kwargs=_vit),
-    dict(name="mae_vit_t16", checkpoint="results/pretrain/mae_vit-t8_rgb-dsm_1xb32-4e_synthetic64/encoder.pth",
+    dict(name="mae_vit_t16", checkpoint="results/pretrain/mae_vit-t8_rgb-dsm_1xb32-8e_synthetic64/encoder.pth",
          kwargs=_vit),
 ]  # fmt: skip
 modalities = ["rgb", "dsm"]
