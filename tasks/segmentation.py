@@ -37,11 +37,14 @@ class SegmentationModel(BaseModel):
         head_channels: int = 128,
         aux_weight: float = 0.4,
         ignore_index: int = 255,
-        norm: str = "BN",
+        norm: str = "GN",
+        crop_size: int | None = None,
+        stride: int | None = None,
     ) -> None:
         super().__init__(data_preprocessor=ModalityPreprocessor())
         self.backbone = backbone
         self.ignore_index = ignore_index
+        self.crop_size, self.stride = crop_size, stride
         in_channels = list(backbone.out_channels)
         loss = dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0, avg_non_ignore=True)
         self.decode_head = MMSEG_MODELS.build(
@@ -62,9 +65,38 @@ class SegmentationModel(BaseModel):
                 )
             )  # fmt: skip
 
-    def forward(self, inputs: dict, data_samples: dict | None = None, mode: str = "tensor"):
-        feats = self.backbone(inputs)
+    def _logits(self, inputs: dict) -> torch.Tensor:
         size = next(iter(inputs.values())).shape[-2:]
+        return F.interpolate(self.decode_head(self.backbone(inputs)), size=size, mode="bilinear", align_corners=False)
+
+    def slide_logits(self, inputs: dict) -> torch.Tensor:
+        """Logits of a tile larger than the training crop: overlapping crop windows, averaged.
+
+        Hand-written because mmseg's ``slide_inference`` belongs to its EncoderDecoder and takes
+        one stacked tensor; the windows are the same (stride ``crop - crop // 3`` by default, the last
+        window flush with the border).
+        """
+        x0 = next(iter(inputs.values()))
+        h, w = x0.shape[-2:]
+        crop, stride = self.crop_size, self.stride or self.crop_size - self.crop_size // 3
+        out, count = None, x0.new_zeros(1, 1, h, w)
+        for y in sorted({*range(0, max(h - crop, 0) + 1, stride), max(h - crop, 0)}):
+            for x in sorted({*range(0, max(w - crop, 0) + 1, stride), max(w - crop, 0)}):
+                window = {k: v[..., y : y + crop, x : x + crop] for k, v in inputs.items()}
+                logits = self._logits(window)
+                out = x0.new_zeros(x0.shape[0], logits.shape[1], h, w) if out is None else out
+                out[..., y : y + crop, x : x + crop] += logits
+                count[..., y : y + crop, x : x + crop] += 1
+        return out / count
+
+    def forward(self, inputs: dict, data_samples: dict | None = None, mode: str = "tensor"):
+        size = next(iter(inputs.values())).shape[-2:]
+        if mode != "loss" and self.crop_size and max(size) > self.crop_size:
+            logits = self.slide_logits(inputs)
+            if mode == "predict":
+                return [{"pred": p, "gt": g} for p, g in zip(logits.argmax(1), data_samples["mask"])]
+            return logits
+        feats = self.backbone(inputs)
         logits = F.interpolate(self.decode_head(feats), size=size, mode="bilinear", align_corners=False)
         if mode == "loss":
             target = data_samples["mask"].long()
@@ -128,22 +160,26 @@ class SegmentationTask(Task):
         aux_weight: float = 0.4,
         ignore_index: int = 255,
         exclude_from_miou: Sequence[str] = (),
-        norm: str = "BN",
+        norm: str = "GN",
+        crop_size: int | None = None,
+        stride: int | None = None,
     ) -> None:
         self.class_names = tuple(class_names)
         self.head_channels = head_channels
         self.aux_weight = aux_weight
         self.ignore_index = ignore_index
         self.exclude_from_miou = tuple(exclude_from_miou)
-        self.norm = norm
+        self.norm = norm  # GroupNorm: batch-size-1 training must work (BN cannot normalise the PPM's 1x1 maps)
+        self.crop_size, self.stride = crop_size, stride  # sliding-window inference for larger test tiles
 
     def strata(self, dataset) -> np.ndarray:
         return np.asarray(dataset.dominant_classes())
 
     def build_model(self, backbone: nn.Module, modalities: Sequence[str]) -> BaseModel:
         return SegmentationModel(
-            backbone, len(self.class_names), self.head_channels, self.aux_weight, self.ignore_index, self.norm
-        )
+            backbone, len(self.class_names), self.head_channels, self.aux_weight, self.ignore_index, self.norm,
+            self.crop_size, self.stride,
+        )  # fmt: skip
 
     def build_metric(self) -> BaseMetric:
         return SegmentationMetric(self.class_names, self.ignore_index, self.exclude_from_miou)

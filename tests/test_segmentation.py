@@ -62,3 +62,18 @@ def test_metric_against_hand_computed_values():
     assert out["OA"] == pytest.approx(100 * 5 / 7)  # the 255 pixel is ignored
     # F1 per class: a 2*0.5*0.5/(1)=0.5, b 2*(2/3)*1/(5/3)=0.8, c 2*1*(2/3)/(5/3)=0.8
     assert out["mF1"] == pytest.approx(100 * (0.5 + 0.8 + 0.8) / 3)
+
+
+def test_sliding_window_inference_covers_a_larger_tile():
+    torch.manual_seed(0)
+    task = get_task("segmentation", head_channels=16, crop_size=32, stride=24)
+    model = task.build_model(_tiny_backbone(("rgb",))(), ("rgb",)).eval()
+    big = {"rgb": torch.rand(1, 3, 56, 56)}
+    with torch.no_grad():
+        slid = model(big, mode="tensor")
+        # windows at 0 and 24 on each axis: the top-left 24 x 24 is seen by one window only
+        first = model._logits({"rgb": big["rgb"][..., :32, :32]})
+    assert slid.shape == (1, 6, 56, 56)
+    assert torch.allclose(slid[..., :24, :24], first[..., :24, :24], atol=1e-5)
+    preds = model(big, {"mask": torch.zeros(1, 56, 56, dtype=torch.long)}, mode="predict")
+    assert preds[0]["pred"].shape == (56, 56)
