@@ -256,6 +256,9 @@ class MSSDF(BaseModel):
             [torch.full((int(valid[m].sum()),), i, device=logits.device) for i, m in enumerate(self.modalities)]
         )
         losses["loss_mod"] = lw["mod"] * F.cross_entropy(logits, labels)
+        # Collapse watch (logged, not optimised): a student whose features no longer differ between
+        # images predicts position-only targets perfectly, so falling rec losses alone prove nothing.
+        losses["feat_std_images"] = pooled["rgb"].detach().std(0).mean() if b > 1 else pooled["rgb"].new_zeros(())
         return losses
 
     def rec_decoder_out(self, seq: Tensor, valid: Tensor) -> Tensor:
