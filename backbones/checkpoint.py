@@ -66,6 +66,15 @@ def read_meta(path: str | os.PathLike) -> dict:
     return dict(_read(Path(path))["meta"])
 
 
+def shape_mismatches(state: dict, own: dict) -> list[str]:
+    """``"key: (shape in file) vs (shape in model)"`` for every shared key whose shapes differ."""
+    return [
+        f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and v.shape != own[k].shape
+    ]
+
+
 def load_encoder_checkpoint(
     model: nn.Module, path: str | os.PathLike, allow_missing: tuple[str, ...] = ()
 ) -> LoadReport:
@@ -79,11 +88,7 @@ def load_encoder_checkpoint(
     blob = _read(path)
     state = blob["state_dict"]
     own = encoder_state_dict(model)
-    wrong_shape = [
-        f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
-        for k, v in state.items()
-        if k in own and v.shape != own[k].shape
-    ]
+    wrong_shape = shape_mismatches(state, own)
     if wrong_shape:
         raise CheckpointError(f"{path}: shape mismatch for {len(wrong_shape)} keys, e.g. {wrong_shape[:3]}")
     report = LoadReport(

@@ -36,8 +36,14 @@ def write_summary(frame: pd.DataFrame, spec, run_dir: str | Path, console) -> li
             continue
         console.print(_rich_table(per_seed, f"{task_name}: {metric} per label fraction and seed (test split)"))
         summary = summary_table(rows, metric)
-        markdown += [f"## {task_name}: {metric} (mean ± std over seeds)\n", summary.to_markdown(), "",
-                     "### per seed\n", per_seed.to_markdown(), ""]  # fmt: skip
+        markdown += [
+            f"## {task_name}: {metric} (mean ± std over seeds)\n",
+            summary.reset_index().to_markdown(index=False),
+            "",
+            "### per seed\n",
+            per_seed.reset_index().to_markdown(index=False),
+            "",
+        ]
         plot = label_efficiency_plot(rows, task_name, metric, run_dir / f"label_efficiency_{task_name}.png")
         written.append(plot)
         console.print(f"plot: {plot}")

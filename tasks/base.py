@@ -79,13 +79,17 @@ class Task:
         """An mmengine metric over the outputs of the model's ``predict`` mode."""
         raise NotImplementedError
 
-    def collate(self, samples: Sequence[Mapping[str, torch.Tensor]], modalities: Sequence[str]) -> dict:
-        """Stack dict samples into ``{"inputs": {modality: B...}, "data_samples": {target: B...}}``."""
+    def stack_inputs(self, samples: Sequence[Mapping[str, torch.Tensor]], modalities: Sequence[str]) -> dict:
+        """``{modality: B...}`` (plus ``<modality>_valid`` nodata masks); one clear error for missing keys."""
         missing = [k for k in (*modalities, *self.target_keys) if k not in samples[0]]
         if missing:
             raise KeyError(f"task {self.name!r} needs sample keys {missing}, the dataset provides {sorted(samples[0])}")
         # Nodata masks travel with their modality so normalisation can ignore those pixels.
         input_keys = [*modalities, *(f"{m}_valid" for m in modalities if f"{m}_valid" in samples[0])]
-        inputs = {k: torch.stack([s[k] for s in samples]) for k in input_keys}
+        return {k: torch.stack([s[k] for s in samples]) for k in input_keys}
+
+    def collate(self, samples: Sequence[Mapping[str, torch.Tensor]], modalities: Sequence[str]) -> dict:
+        """Stack dict samples into ``{"inputs": {modality: B...}, "data_samples": {target: B...}}``."""
+        inputs = self.stack_inputs(samples, modalities)
         targets = {k: torch.stack([torch.as_tensor(s[k]) for s in samples]) for k in self.target_keys}
         return {"inputs": inputs, "data_samples": targets}

@@ -245,11 +245,7 @@ class DetectionTask(Task):
 
     def collate(self, samples: Sequence[Mapping[str, torch.Tensor]], modalities: Sequence[str]) -> dict:
         """Stack the inputs; boxes (ragged) become one ``DetDataSample`` per tile, as mmdet's heads expect."""
-        missing = [k for k in (*modalities, *self.target_keys) if k not in samples[0]]
-        if missing:
-            raise KeyError(f"task {self.name!r} needs sample keys {missing}, the dataset provides {sorted(samples[0])}")
-        input_keys = [*modalities, *(f"{m}_valid" for m in modalities if f"{m}_valid" in samples[0])]
-        inputs = {k: torch.stack([s[k] for s in samples]) for k in input_keys}
+        inputs = self.stack_inputs(samples, modalities)
         shape = tuple(inputs[modalities[0]].shape[-2:])
         data_samples = []
         for i, s in enumerate(samples):

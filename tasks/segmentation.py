@@ -37,7 +37,7 @@ class SegmentationModel(BaseModel):
         head_channels: int = 128,
         aux_weight: float = 0.4,
         ignore_index: int = 255,
-        norm: str = "GN",
+        norm: str = "BN",
         crop_size: int | None = None,
         stride: int | None = None,
     ) -> None:
@@ -160,7 +160,7 @@ class SegmentationTask(Task):
         aux_weight: float = 0.4,
         ignore_index: int = 255,
         exclude_from_miou: Sequence[str] = (),
-        norm: str = "GN",
+        norm: str = "BN",
         crop_size: int | None = None,
         stride: int | None = None,
     ) -> None:
@@ -169,7 +169,9 @@ class SegmentationTask(Task):
         self.aux_weight = aux_weight
         self.ignore_index = ignore_index
         self.exclude_from_miou = tuple(exclude_from_miou)
-        self.norm = norm  # GroupNorm: batch-size-1 training must work (BN cannot normalise the PPM's 1x1 maps)
+        # BN by default (the MSSDF Potsdam protocol; on the synthetic demo GN lost ~15 mIoU at 100 % labels
+        # within 150 iterations); batch-size-1 training needs norm="GN" (BN cannot normalise the PPM's 1x1 maps).
+        self.norm = norm
         self.crop_size, self.stride = crop_size, stride  # sliding-window inference for larger test tiles
 
     def strata(self, dataset) -> np.ndarray:

@@ -145,7 +145,7 @@ def convert_official_file(src, dst, img_size: int = 320, patch_size: int = 16, d
                           teacher: bool = False) -> dict:  # fmt: skip
     """Read an official file, convert it, load it strictly into the matching encoder and save an
     rsbench encoder checkpoint; returns the report (also stored in the checkpoint's meta)."""
-    from ..checkpoint import save_encoder_checkpoint
+    from ..checkpoint import save_encoder_checkpoint, shape_mismatches
     from ..vit import VIT_ARCHS, MultiModalViT
 
     try:
@@ -158,12 +158,7 @@ def convert_official_file(src, dst, img_size: int = 320, patch_size: int = 16, d
         raise CheckpointError(f"{src}: embed dim {report['embed_dim']} matches no ViT size ({sorted(_ARCH_BY_WIDTH)})")
     modalities = ("rgb", "dsm") if dsm_init != "none" else ("rgb",)
     model = MultiModalViT(VIT_ARCHS[arch], modalities, img_size, patch_size, depth=report["depth"])
-    own = model.state_dict()
-    wrong = [
-        f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
-        for k, v in state.items()
-        if k in own and v.shape != own[k].shape
-    ]
+    wrong = shape_mismatches(state, model.state_dict())
     if wrong:
         raise CheckpointError(f"{src}: shape mismatch after conversion, e.g. {wrong[:3]}")
     result = model.load_state_dict(state, strict=False)
