@@ -48,9 +48,9 @@ def make_batch(n: int, size: int, seed: int = 0, nodata: bool = False):
     return rgb.clamp_(0, 1).contiguous(), dsm.contiguous(), valid
 
 
-def best_of(fn, repeats: int):
-    """Best wall time over ``repeats`` calls after one warm-up call; returns (seconds, last result)."""
-    out = fn()
+def best_of(fn, repeats: int, warmup=None):
+    """Best wall time over ``repeats`` calls after a warm-up call; returns (seconds, last result)."""
+    out = (warmup or fn)()
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nodata", action="store_true", help="mark ~some DSM pixels as nodata")
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of the batched path")
     args = ap.parse_args(argv)
+    args.repeats = max(1, args.repeats)
 
     rgb, dsm, valid = make_batch(args.n, args.size, nodata=args.nodata)
     npatch = (args.size // args.patch) ** 2
@@ -77,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.size}x{args.size}, patch {args.patch} ({npatch} patches), nodata={args.nodata}"
     )
 
-    t_ref, ref = best_of(lambda: patch_scores_reference(rgb, dsm, args.patch, valid), args.repeats)
+    t_ref, ref = best_of(
+        lambda: patch_scores_reference(rgb, dsm, args.patch, valid),
+        args.repeats,
+        warmup=lambda: patch_scores_reference(rgb[:2], dsm[:2], args.patch, None if valid is None else valid[:2]),
+    )
     reps = args.batched_repeats or 5 * args.repeats
     t_fast, fast = best_of(lambda: patch_scores(rgb, dsm, args.patch, valid), reps)
     t_mask, mask = best_of(lambda: info_aware_mask(rgb, dsm, args.patch, valid), reps)

@@ -32,15 +32,26 @@ def _exact_matmul(device: torch.device) -> bool:
     return prec in ("none", "ieee")
 
 
-def _chunk_scores(rgb: Tensor, dsm: Tensor, valid: Tensor | None, p: int, scale: float) -> Tensor:
-    """Scores of a few images at once, so every intermediate stays in cache (rgb/dsm already cast)."""
+def _chunk_sums(
+    rgb: Tensor,
+    dsm: Tensor,
+    valid: Tensor | None,
+    p: int,
+    fold: float,
+    coeffs: Tensor | None,
+    sum_x: Tensor,
+    sum_m: Tensor,
+) -> None:
+    """Patch sums for a few images at once, so every intermediate stays in cache.
+
+    Writes sum_x[k] = sum of the grey (k=0) / scaled DSM (k=1) values per patch and
+    sum_m[k] = sum of |grad|/sqrt2 + fold * value^2, both (2, c, h/p, w/p). ``coeffs`` is the (1, 3)
+    grey matrix when the fast CPU matmul path is allowed, else None.
+    """
     c, _, h, w = rgb.shape
-    dtype, dev = rgb.dtype, rgb.device
-    use_mm = _exact_matmul(dev)
     # x[0] = grey image, x[1] = scaled DSM: one buffer, so the Sobel ops below run once for both.
-    x = torch.empty((2, c, h, w), dtype=dtype, device=dev)
-    if use_mm:
-        coeffs = torch.tensor([GREY_COEFFS], dtype=dtype, device=dev)
+    x = torch.empty((2, c, h, w), dtype=rgb.dtype, device=rgb.device)
+    if coeffs is not None:
         torch.matmul(coeffs, rgb.reshape(c, 3, h * w), out=x[0].view(c, 1, h * w))
     else:
         torch.mul(rgb[:, 0], GREY_COEFFS[0], out=x[0])
@@ -54,9 +65,8 @@ def _chunk_scores(rgb: Tensor, dsm: Tensor, valid: Tensor | None, p: int, scale:
         torch.where(v, d, mean, out=x1)
         d = x1  # the fill lies inside [min, max] of the valid pixels, so min/max are unchanged
     lo = d.amin(1, keepdim=True)
-    span = d.amax(1, keepdim=True) - lo
-    inv = torch.where(span > 0, 1.0 / span, 0.0)  # constant or empty DSM -> all zeros
-    torch.addcmul(-lo * inv, d, inv, out=x1)
+    span = (d.amax(1, keepdim=True) - lo).clamp_min_(torch.finfo(x.dtype).tiny)
+    torch.sub(d, lo, out=x1).div_(span)  # a constant DSM gives exactly 0 / tiny = 0
 
     # Sobel via the 2x2 box sum q: with a=q[y,x], b=q[y,x-1], c=q[y-1,x], d=q[y-1,x-1] (padded
     # coordinates) gx = (a-d) + (c-b) and gy = (a-d) - (c-b), hence gx^2 + gy^2 = 2((a-d)^2 + (c-b)^2).
@@ -71,24 +81,21 @@ def _chunk_scores(rgb: Tensor, dsm: Tensor, valid: Tensor | None, p: int, scale:
     q[..., -1] = q[..., -2]
     mag = F.mse_loss(q[..., 1:, 1:], q[..., :-1, :-1], reduction="none")
     mag.add_(F.mse_loss(q[..., :-1, 1:], q[..., 1:, :-1], reduction="none"))
+    del q
     # |grad| / sqrt 2. The clamp costs a light pass but saves several: sqrt of exact zeros (every
     # flat area) takes a ~10x slower path on CPU; sqrt(tiny) ~ 1e-19 (f32) is far below any score.
-    mag.clamp_min_(torch.finfo(dtype).tiny).sqrt_()
-    del q
-    # Fold the squares into the same map: one pooled channel gives s*sqrt2*mean|grad| + s^2*E[x^2].
-    mag.addcmul_(x, x, value=scale / math.sqrt(2))
+    mag.clamp_min_(torch.finfo(x.dtype).tiny).sqrt_()
+    # Fold the squares into the same map: one pooled channel gives mean|grad| and E[x^2] together.
+    mag.addcmul_(x, x, value=fold)
 
-    n, ph, pw = p * p, h // p, w // p
-    if use_mm:  # patch sums: rows of p pixels via matmul with ones, then the p rows of each patch
+    ph, pw = h // p, w // p
+    if coeffs is not None:  # rows of p pixels summed by a matmul with ones, then the p rows of a patch
         ones = x.new_ones(p, 1)
-        sum_x = (x.view(-1, p) @ ones).view(2, c, ph, p, pw).sum(3)
-        sum_m = (mag.view(-1, p) @ ones).view(2, c, ph, p, pw).sum(3)
+        torch.sum((x.view(-1, p) @ ones).view(2, c, ph, p, pw), 3, out=sum_x)
+        torch.sum((mag.view(-1, p) @ ones).view(2, c, ph, p, pw), 3, out=sum_m)
     else:
-        sum_x = x.view(2, c, ph, p, pw, p).sum((3, 5))
-        sum_m = mag.view(2, c, ph, p, pw, p).sum((3, 5))
-    mean_x = sum_x / n
-    score = sum_m.sum(0) * (scale * math.sqrt(2) / n) - (mean_x * mean_x).sum(0) * (scale * scale)
-    return score.reshape(c, ph * pw)
+        torch.sum(x.view(2, c, ph, p, pw, p), (3, 5), out=sum_x)
+        torch.sum(mag.view(2, c, ph, p, pw, p), (3, 5), out=sum_m)
 
 
 @torch.no_grad()
@@ -124,12 +131,18 @@ def patch_scores(
     dtype = torch.float64 if torch.float64 in (rgb.dtype, dsm.dtype) else torch.float32
     dev = rgb.device
     chunk = chunk_size or (8 if dev.type == "cpu" else max(b, 1))
-    out = torch.empty((b, (h // patch_size) * (w // patch_size)), dtype=dtype, device=dev)
+    coeffs = torch.tensor([GREY_COEFFS], dtype=dtype, device=dev) if _exact_matmul(dev) else None
+    p, s = patch_size, value_scale
+    sums = torch.empty((2, 2, b, h // p, w // p), dtype=dtype, device=dev)  # (x | mag, modality, ...)
     for i in range(0, b, chunk):
         sl = slice(i, i + chunk)
         valid = None if dsm_valid is None else dsm_valid[sl].to(device=dev, dtype=torch.bool)
-        out[sl] = _chunk_scores(rgb[sl].to(dtype), dsm[sl].to(device=dev, dtype=dtype), valid, patch_size, value_scale)
-    return out
+        rgb_c, dsm_c = rgb[sl].to(dtype), dsm[sl].to(device=dev, dtype=dtype)
+        _chunk_sums(rgb_c, dsm_c, valid, p, s / math.sqrt(2), coeffs, sums[0, :, sl], sums[1, :, sl])
+    # per modality: s*sqrt2*mean(|grad|/sqrt2 + s/sqrt2 * x^2) - s^2*E[x]^2 = s*mean|grad| + s^2*var
+    mean_x = sums[0] / (p * p)
+    score = sums[1].sum(0) * (s * math.sqrt(2) / (p * p)) - (mean_x * mean_x).sum(0) * (s * s)
+    return score.reshape(b, -1)
 
 
 def band_weights(
