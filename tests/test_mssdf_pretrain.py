@@ -128,3 +128,12 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert "Distributed training: True" in log and "Distributed launcher: pytorch" in log
     assert "Epoch(train) [1][1/1]" in log  # 8 samples / (batch 4 x 2 ranks): one iteration per epoch
     assert (work / "encoder.pth").exists()
+
+
+def test_gradient_accumulation_through_the_config(tmp_path):
+    """mmengine's accumulative_counts: 8 samples, batch 4, 2 iterations, one optimiser step per 2."""
+    cfg, work = _config(tmp_path), tmp_path / "accum"
+    argv = ["pretrain", str(cfg), "--work-dir", str(work), "--cfg-options", "optim_wrapper.accumulative_counts=2"]
+    assert main(argv) == 0
+    log = next(work.rglob("*.log")).read_text()
+    assert "accumulative_counts=2" in log and "Epoch(train) [1][2/2]" in log
