@@ -13,6 +13,17 @@ def synth_root(tmp_path_factory):
     return tmp_path_factory.mktemp("synthetic")
 
 
+@pytest.fixture(scope="session")
+def data(synth_root):
+    """Tiny 32-px synthetic train (32 tiles) and test (16 tiles) splits shared by the task tests."""
+    from benchmark.data.synthetic import SyntheticBenchmark
+
+    return (
+        SyntheticBenchmark(synth_root, "train", seed=0, size=32, n=32),
+        SyntheticBenchmark(synth_root, "test", seed=0, size=32, n=16),
+    )
+
+
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 

@@ -4,20 +4,12 @@ import torch
 from torch.utils.data import Subset
 
 import backbones
-from benchmark.data.synthetic import SyntheticBenchmark
 from tasks import TrainBudget, finetune, get_task
 from tasks.change_detection import ChangeMetric
 
 
 def _tiny_backbone():
     return lambda: backbones.build("random_init_vit_t16", ("rgb",), img_size=32, patch_size=8, depth=4)
-
-
-@pytest.fixture(scope="module")
-def data(synth_root):
-    train = SyntheticBenchmark(synth_root, "train", seed=0, size=32, n=32)
-    test = SyntheticBenchmark(synth_root, "test", seed=0, size=32, n=16)
-    return train, test
 
 
 def test_tiny_change_detection_run_learns(data, tmp_path):

@@ -6,7 +6,6 @@ import torch
 from torch.utils.data import Subset
 
 import backbones
-from benchmark.data.synthetic import SyntheticBenchmark
 from tasks import TrainBudget, finetune, get_task
 from tasks.classification import ClassificationMetric
 
@@ -27,13 +26,6 @@ def _capture(task):
 
     task.build_model = build_model
     return built
-
-
-@pytest.fixture(scope="module")
-def data(synth_root):
-    train = SyntheticBenchmark(synth_root, "train", seed=0, size=32, n=32)
-    test = SyntheticBenchmark(synth_root, "test", seed=0, size=32, n=16)
-    return train, test
 
 
 def test_linear_probe_learns_and_leaves_the_backbone_untouched(data, tmp_path):
