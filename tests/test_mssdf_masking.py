@@ -49,7 +49,7 @@ def test_scores_match_reference_float64(value_scale):
 
 
 def test_elementwise_path_matches_reference(monkeypatch):
-    # the path used on GPU (or when fp32 matmul may be downcast): no matmul for grey / patch sums
+    # the path used on GPU (or when fp32 matmul may be downcast): elementwise grey, no matmul
     monkeypatch.setattr(masking, "_exact_matmul", lambda device: False)
     rgb, dsm, valid = _images(seed=2)
     ref = patch_scores_reference(rgb, dsm, 16, valid)

@@ -25,7 +25,7 @@ PREFERENCES = ("mask_flat", "mask_informative")
 
 
 def _exact_matmul(device: torch.device) -> bool:
-    """Matmul is the fastest CPU channel mix / row sum, but only if fp32 matmul is not downcast."""
+    """Matmul is the fastest CPU grey conversion, but only if fp32 matmul is not downcast."""
     if device.type != "cpu":
         return False  # CUDA may use TF32; elementwise ops are cheap there anyway
     prec = getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", "none")
@@ -46,7 +46,7 @@ def _chunk_sums(
 
     Writes sum_x[k] = sum of the grey (k=0) / scaled DSM (k=1) values per patch and
     sum_m[k] = sum of |grad|/sqrt2 + fold * value^2, both (2, c, h/p, w/p). ``coeffs`` is the (1, 3)
-    grey matrix when the fast CPU matmul path is allowed, else None.
+    grey matrix when the matmul path is allowed, else None (elementwise grey).
     """
     c, _, h, w = rgb.shape
     # x[0] = grey image, x[1] = scaled DSM: one buffer, so the Sobel ops below run once for both.
@@ -88,14 +88,11 @@ def _chunk_sums(
     # Fold the squares into the same map: one pooled channel gives mean|grad| and E[x^2] together.
     mag.addcmul_(x, x, value=fold)
 
+    # Patch sums: first the p rows of each patch (a reduction over whole contiguous rows, the fast
+    # direction), then the p columns on 16x less data. Faster than avg_pool2d or a matmul with ones.
     ph, pw = h // p, w // p
-    if coeffs is not None:  # rows of p pixels summed by a matmul with ones, then the p rows of a patch
-        ones = x.new_ones(p, 1)
-        torch.sum((x.view(-1, p) @ ones).view(2, c, ph, p, pw), 3, out=sum_x)
-        torch.sum((mag.view(-1, p) @ ones).view(2, c, ph, p, pw), 3, out=sum_m)
-    else:
-        torch.sum(x.view(2, c, ph, p, pw, p), (3, 5), out=sum_x)
-        torch.sum(mag.view(2, c, ph, p, pw, p), (3, 5), out=sum_m)
+    torch.sum(x.view(2, c, ph, p, w).sum(3).view(2, c, ph, pw, p), 4, out=sum_x)
+    torch.sum(mag.view(2, c, ph, p, w).sum(3).view(2, c, ph, pw, p), 4, out=sum_m)
 
 
 @torch.no_grad()
