@@ -53,7 +53,9 @@ def _grad_and_var(halo_grey: np.ndarray) -> tuple[float, float]:
     return float(np.hypot(gx, gy).mean()), float(inner.var())
 
 
-def patch_scores_reference(rgb, dsm, patch_size: int = 16, dsm_valid=None, value_scale: float = 1.0) -> np.ndarray:
+def patch_scores_reference(
+    rgb, dsm, patch_size: int = 16, dsm_valid=None, value_scale: float = 1.0
+) -> np.ndarray:
     """(B, N) float64 information scores, one patch at a time (see the module docstring)."""
     rgb, dsm = _numpy(rgb), _numpy(dsm)
     valid = None if dsm_valid is None else _numpy(dsm_valid)
@@ -134,7 +136,9 @@ def info_aware_mask_reference(
 ) -> np.ndarray:
     """Scores -> bands -> weighted sampling, the whole pipeline of the per-patch reference."""
     scores = patch_scores_reference(rgb, dsm, patch_size, dsm_valid, value_scale)
-    return sample_mask_reference(band_weights_reference(scores, low_q, high_q, weights, prefer), mask_ratio, rng)
+    return sample_mask_reference(
+        band_weights_reference(scores, low_q, high_q, weights, prefer), mask_ratio, rng
+    )
 
 
 def cross_modal_masks_reference(
@@ -143,7 +147,9 @@ def cross_modal_masks_reference(
     """RGB keeps the base mask; every DSM patch still visible is also masked with probability p."""
     rng = np.random.default_rng() if rng is None else rng
     rgb_mask = np.atleast_2d(_numpy(base_mask)).astype(bool)
-    dsm_mask = (rgb_mask if independent_base is None else np.atleast_2d(_numpy(independent_base))).astype(bool)
+    dsm_mask = (rgb_mask if independent_base is None else np.atleast_2d(_numpy(independent_base))).astype(
+        bool
+    )
     dsm_mask = dsm_mask.copy()
     for i in range(dsm_mask.shape[0]):
         for j in range(dsm_mask.shape[1]):
