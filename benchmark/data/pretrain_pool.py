@@ -19,8 +19,12 @@ class PretrainPool(Dataset):
     """
 
     def __init__(self, dataset: str = "synthetic", split: str = "pool", modalities: Sequence[str] = ("rgb", "dsm"),
-                 **kwargs) -> None:  # fmt: skip
+                 max_samples: int | None = None, **kwargs) -> None:  # fmt: skip
         self.source = build_dataset(dataset, split, **kwargs)
+        # The first max_samples tiles: a short run (the demo's) keeps its epoch-based schedule intact.
+        self.length = len(self.source) if max_samples is None else min(int(max_samples), len(self.source))
+        if self.length < 1:
+            raise ValueError(f"PretrainPool: max_samples must be >= 1, got {max_samples}")
         self.modalities = tuple(modalities)
         first = self.source[0]
         missing = [m for m in self.modalities if m not in first]
@@ -30,8 +34,10 @@ class PretrainPool(Dataset):
         self.metainfo = {"dataset": dataset, "split": split, "modalities": self.modalities}
 
     def __len__(self) -> int:
-        return len(self.source)
+        return self.length
 
     def __getitem__(self, index: int) -> dict:
-        sample = self.source[index]
+        if not -self.length <= index < self.length:
+            raise IndexError(f"PretrainPool index {index} out of range for {self.length} samples")
+        sample = self.source[index % self.length]
         return {"inputs": {k: sample[k] for k in self.keys}}

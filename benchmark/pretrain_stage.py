@@ -1,0 +1,109 @@
+"""Pretraining as the first stage of a sweep: a spec's ``pretrain`` entries become encoder checkpoints.
+
+A sweep spec may declare ``pretrain = [dict(name="mssdf", config="configs/pretrain/....py"), ...]``
+and refer to the exported encoders as ``checkpoint="pretrain:mssdf"``. Each entry runs once through
+the same registered runner as ``rsbench pretrain`` into ``RUN_DIR/pretrain/NAME``; a finished entry
+(its ``encoder.pth`` exists) is reused, an interrupted one resumes from its last epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmengine.hooks import Hook
+
+PREFIX = "pretrain:"
+
+
+@dataclass(frozen=True)
+class PretrainEntry:
+    """One pretraining run a sweep needs: a name the backbones refer to, a config and overrides."""
+
+    name: str
+    config: str
+    cfg_options: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, entry: dict) -> PretrainEntry:
+        unknown = sorted(set(entry) - {"name", "config", "cfg_options"})
+        if unknown or "name" not in entry or "config" not in entry:
+            raise ValueError(
+                f"pretrain entry {entry} needs 'name' and 'config' (optional 'cfg_options'); unknown keys {unknown}"
+            )
+        return cls(str(entry["name"]), str(entry["config"]), dict(entry.get("cfg_options") or {}))
+
+
+def pretrain_reference(checkpoint: str | None) -> str | None:
+    """``"mssdf"`` for ``"pretrain:mssdf"``, else None."""
+    if isinstance(checkpoint, str) and checkpoint.startswith(PREFIX):
+        return checkpoint[len(PREFIX) :]
+    return None
+
+
+def check_entries(entries: Sequence[dict], referenced: Sequence[str | None]) -> list[PretrainEntry]:
+    """Parse the entries and check that configs exist and every ``pretrain:NAME`` is declared."""
+    parsed = [PretrainEntry.from_dict(e) for e in entries]
+    names = [e.name for e in parsed]
+    if len(set(names)) != len(names):
+        raise ValueError(f"pretrain entry names must be unique, got {names}")
+    for e in parsed:
+        if not Path(e.config).is_file():
+            raise FileNotFoundError(
+                f"pretraining config {e.config} (entry {e.name!r}) does not exist; see configs/pretrain/"
+            )
+    for ref in filter(None, map(pretrain_reference, referenced)):
+        if ref not in names:
+            raise ValueError(f"checkpoint 'pretrain:{ref}' names no pretrain entry; declared: {names}")
+    return parsed
+
+
+def encoder_path(run_dir: str | Path, name: str) -> Path:
+    return Path(run_dir) / "pretrain" / name / "encoder.pth"
+
+
+def run_pretraining(
+    entries: Sequence[PretrainEntry],
+    run_dir: str | Path,
+    progress: Callable[[str, int, int], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Path]:
+    """Run every entry whose encoder does not exist yet; return name -> encoder path."""
+    from .pretrain import build_runner  # heavy (registers all methods); only when a stage runs
+
+    paths = {}
+    for e in entries:
+        path = encoder_path(run_dir, e.name)
+        paths[e.name] = path
+        if path.is_file():
+            log(f"pretrain {e.name}: reusing {path}")
+            continue
+        # resume=True picks up the newest epoch checkpoint in the work dir, or starts fresh when there is none.
+        runner = build_runner(e.config, path.parent, resume=True, cfg_options=e.cfg_options)
+        _quiet_console(runner)
+        if progress is not None:
+            runner.register_hook(_StageProgressHook(e.name, progress), priority="VERY_LOW")
+        start = time.perf_counter()
+        runner.train()
+        log(f"pretrain {e.name}: {e.config} done in {time.perf_counter() - start:.0f} s -> {path}")
+    return paths
+
+
+def _quiet_console(runner) -> None:
+    """Warnings only on the console (a progress bar shows the rest); the full log stays in the work dir."""
+    for handler in runner.logger.handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setLevel(logging.WARNING)
+
+
+class _StageProgressHook(Hook):
+    """Reports each finished pretraining iteration as (entry name, iteration, total)."""
+
+    def __init__(self, name: str, callback: Callable[[str, int, int], None]) -> None:
+        self.name, self.callback = name, callback
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        self.callback(self.name, runner.iter + 1, runner.max_iters)

@@ -1,0 +1,41 @@
+"""A sweep's pretraining stage: entries run once, are reused, and resolve ``pretrain:NAME`` checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import write_tiny_pretrain_config
+
+import backbones
+from benchmark.pretrain_stage import check_entries, encoder_path, pretrain_reference, run_pretraining
+
+TINY_MAE = dict(arch="vit_t16", img_size=32, patch_size=8, encoder_kwargs=dict(depth=2), decoder_dim=32,
+                decoder_depth=1, decoder_heads=2)  # fmt: skip
+
+
+def test_reference_parsing_and_checks(tmp_path):
+    assert pretrain_reference("pretrain:mae") == "mae"
+    assert pretrain_reference("/x/encoder.pth") is None and pretrain_reference(None) is None
+    cfg = tmp_path / "c.py"
+    cfg.write_text("x = 1\n")
+    with pytest.raises(ValueError, match="names no pretrain entry"):
+        check_entries([dict(name="mae", config=str(cfg))], ["pretrain:mssdf"])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        check_entries([dict(name="mae", config=str(tmp_path / "missing.py"))], [])
+    with pytest.raises(ValueError, match="needs 'name' and 'config'"):
+        check_entries([dict(name="mae", conifg=str(cfg))], [])
+    with pytest.raises(ValueError, match="unique"):
+        check_entries([dict(name="a", config=str(cfg)), dict(name="a", config=str(cfg))], [])
+
+
+def test_stage_runs_once_then_reuses_the_encoder(tmp_path):
+    cfg = write_tiny_pretrain_config(tmp_path, "mae_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", TINY_MAE)
+    entries = check_entries([dict(name="mae", config=str(cfg))], ["pretrain:mae", None])
+    seen, logs = [], []
+    paths = run_pretraining(entries, tmp_path / "run", progress=lambda *a: seen.append(a), log=logs.append)
+    assert paths["mae"] == encoder_path(tmp_path / "run", "mae") and paths["mae"].is_file()
+    assert seen[-1] == ("mae", 2, 2)  # 8 tiles, batch 4, 1 epoch
+    encoder = backbones.build("mae_vit_t16", ("rgb", "dsm"), checkpoint=paths["mae"])
+    assert encoder.patch_size == 8
+    mtime = paths["mae"].stat().st_mtime_ns
+    run_pretraining(entries, tmp_path / "run", log=logs.append)
+    assert paths["mae"].stat().st_mtime_ns == mtime and "reusing" in logs[-1]
