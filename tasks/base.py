@@ -67,6 +67,10 @@ class Task:
         """
         return tuple(requested)
 
+    def for_budget(self, budget: TrainBudget) -> Task:
+        """This task as it should train under ``budget`` (e.g. a norm that works at batch size 1); default self."""
+        return self
+
     def strata(self, dataset) -> np.ndarray:
         """One stratum id per training sample, used to stratify label-fraction subsets."""
         raise NotImplementedError

@@ -74,6 +74,7 @@ def finetune(
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    task = task.for_budget(budget)
     set_random_seed(seed)
     model = task.build_model(build_backbone(), modalities)
     collate = partial(task.collate, modalities=tuple(modalities))

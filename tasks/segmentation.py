@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -160,26 +161,36 @@ class SegmentationTask(Task):
         aux_weight: float = 0.4,
         ignore_index: int = 255,
         exclude_from_miou: Sequence[str] = (),
-        norm: str = "BN",
+        norm: str = "auto",
         crop_size: int | None = None,
         stride: int | None = None,
     ) -> None:
+        if norm not in ("auto", "BN", "GN", "SyncBN"):
+            raise ValueError(f"segmentation norm must be auto, BN, GN or SyncBN, got {norm!r}")
         self.class_names = tuple(class_names)
         self.head_channels = head_channels
         self.aux_weight = aux_weight
         self.ignore_index = ignore_index
         self.exclude_from_miou = tuple(exclude_from_miou)
-        # BN by default (the MSSDF Potsdam protocol; on the synthetic demo GN lost ~15 mIoU at 100 % labels
-        # within 150 iterations); batch-size-1 training needs norm="GN" (BN cannot normalise the PPM's 1x1 maps).
+        # "auto" = BN (the MSSDF Potsdam protocol; on the synthetic demo GN lost ~15 mIoU at 100 % labels
+        # within 150 iterations), except GN when training at batch size 1: BN cannot normalise the PPM's 1x1 maps.
         self.norm = norm
         self.crop_size, self.stride = crop_size, stride  # sliding-window inference for larger test tiles
+
+    def for_budget(self, budget) -> SegmentationTask:
+        if self.norm != "auto":
+            return self
+        task = copy.copy(self)
+        task.norm = "GN" if budget.batch_size == 1 else "BN"
+        return task
 
     def strata(self, dataset) -> np.ndarray:
         return np.asarray(dataset.dominant_classes())
 
     def build_model(self, backbone: nn.Module, modalities: Sequence[str]) -> BaseModel:
         return SegmentationModel(
-            backbone, len(self.class_names), self.head_channels, self.aux_weight, self.ignore_index, self.norm,
+            backbone, len(self.class_names), self.head_channels, self.aux_weight, self.ignore_index,
+            "BN" if self.norm == "auto" else self.norm,
             self.crop_size, self.stride,
         )  # fmt: skip
 
