@@ -53,14 +53,20 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import SweepSpec, run_sweep
+    from .launch import run_sweep
+    from .progress import print_plan
+    from .sweep import SweepSpec
 
     spec_path = Path(args.spec)
     if not spec_path.is_file():
         raise FileNotFoundError(f"sweep spec {spec_path} does not exist; see configs/sweeps/ for examples")
     spec = SweepSpec.from_file(spec_path)
     run_dir = Path(args.run_dir) if args.run_dir else REPO_ROOT / "results" / "runs" / spec.name
-    run_sweep(spec, run_dir, force=args.force, console=console)
+    if args.dry_run:
+        print_plan(spec.with_pretrained(run_dir), run_dir, console, force=args.force, jobs=args.jobs)
+        return 0
+    run_sweep(spec, run_dir, force=args.force, console=console, jobs=args.jobs, launcher=args.launcher,
+              slurm=args.slurm)  # fmt: skip
     return 0
 
 
@@ -73,7 +79,45 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert_vit(args: argparse.Namespace) -> int:
+    """``rsbench convert mae|timm``: official MAE or any timm ViT state dict -> rsbench encoder."""
+    if args.teacher:
+        raise ValueError("--teacher applies to `rsbench convert mssdf` only (MAE and timm files have no teacher)")
+    if args.method == "mae":
+        from backbones.mae.convert import convert_official_file as convert
+    else:
+        from backbones.timm_convert import convert_timm_file as convert
+    report = convert(args.src, args.dst, args.img_size, args.patch_size, args.dsm_init)
+    lines = [f"{args.src} ({report['layout']} layout, {report['arch']}, depth {report['depth']}) -> {args.dst}"]
+    lines += [f"  initialised, not loaded: {line}" for line in report["initialised"]]
+    if report["dropped"]:
+        lines.append(f"  dropped source keys (not encoder): {len(report['dropped'])}, e.g. {report['dropped'][:4]}")
+    lines.append(f"  missing {len(report['missing'])}, unexpected {len(report['unexpected'])}; "
+                 f"build it as --backbone {report['backbone']}:{args.dst}")  # fmt: skip
+    for line in lines:
+        console.print(line, soft_wrap=True, highlight=False)  # paths must stay on one line
+    return 0
+
+
+def _cmd_convert_cmid(args: argparse.Namespace) -> int:
+    """``rsbench convert cmid``: official CMID ResNet-50 / Swin-B (backbone-only or full) -> rsbench encoder."""
+    from backbones.cmid.convert import convert_official_file
+
+    report = convert_official_file(args.src, args.dst, args.dsm_init, args.teacher)
+    console.print(f"{args.src} ({report['source']}, {report['arch']}) -> {args.dst}", soft_wrap=True, highlight=False)
+    for line in report["derived"]:
+        console.print(f"  derived: {line}")
+    if report["unused"]:
+        console.print(f"  unused source keys: {len(report['unused'])}, e.g. {report['unused'][:4]}")
+    console.print(f"  build it as --backbone cmid_{report['arch']}:{args.dst}", soft_wrap=True, highlight=False)
+    return 0
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
+    if args.method == "cmid":
+        return _cmd_convert_cmid(args)
+    if args.method in ("mae", "timm"):
+        return _cmd_convert_vit(args)
     from backbones.mssdf.convert import convert_official_file
 
     report = convert_official_file(args.src, args.dst, args.img_size, args.patch_size, args.dsm_init, args.teacher)
@@ -104,6 +148,13 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     spec.validate()
     run_dir = Path(args.run_dir) if args.run_dir else REPO_ROOT / "results" / "runs" / spec.name
     run_sweep(spec, run_dir, force=args.force, console=console)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import parse_formats, report_run
+
+    report_run(args.run_dir, args.out, parse_formats(args.format), console=console)
     return 0
 
 
@@ -197,8 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
                        action=OptionsAction, help=f"e.g. {example}")  # fmt: skip
     p.set_defaults(func=_cmd_finetune)
 
-    p = sub.add_parser("convert", help="convert official MSSDF weights to an rsbench encoder checkpoint")
-    p.add_argument("method", choices=["mssdf"])
+    p = sub.add_parser("report", help="write a run's report: Markdown, LaTeX table, self-contained HTML")
+    p.add_argument("run_dir", help="a sweep's output folder, e.g. results/runs/demo")
+    p.add_argument("--out", default=None, help="output folder (default: RUN_DIR)")
+    p.add_argument("--format", default="md,tex,html", help="comma-separated subset of md,tex,html")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("convert", help="convert MSSDF, MAE, CMID or timm ViT weights to an rsbench encoder checkpoint")
+    p.add_argument("method", choices=["mssdf", "mae", "timm", "cmid"])
     p.add_argument("src", help="official file, e.g. vit_base_500.pth")
     p.add_argument("dst", help="output, e.g. checkpoints/mssdf_vit_b16.pth")
     p.add_argument("--img-size", type=int, default=320)
@@ -212,7 +269,17 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "sweep":
             p.add_argument("spec", help="sweep config, e.g. configs/sweeps/demo.py")
         p.add_argument("--run-dir", default=None, help="output directory (default results/runs/<spec name>)")
-        p.add_argument("--force", action="store_true", help="recompute cells that already have results")
+        again = p.add_mutually_exclusive_group()
+        again.add_argument("--resume", action="store_true", help="skip cells with results in the store (the default)")
+        again.add_argument("--force", action="store_true", help="recompute cells that already have results")
+        p.add_argument("--jobs", type=int, default=1, help="local worker processes (cores split between them); "
+                       "with --launcher slurm, at most this many jobs at once")  # fmt: skip
+        p.add_argument("--launcher", choices=["local", "slurm"], default="local",
+                       help="slurm: one submitit job per cell")  # fmt: skip
+        p.add_argument("--slurm", nargs="+", action=OptionsAction, default=None, metavar="KEY=VALUE",
+                       help="e.g. partition=gpu time_min=240 gpus=1 cpus=8 mem_gb=64 (docs/sweeps.md)")  # fmt: skip
+        p.add_argument("--dry-run", action="store_true",
+                       help="list the cells, their status and time estimate; run nothing")  # fmt: skip
         p.set_defaults(func=_cmd_sweep if name == "sweep" else _cmd_demo)
     return parser
 

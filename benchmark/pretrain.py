@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+import uuid
 from pathlib import Path
 
 import torch
@@ -11,6 +13,8 @@ from mmengine.dist import master_only
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
+import backbones.cmid.hooks  # noqa: F401  (registers CMID's local teacher temperature hook)
+import backbones.cmid.model  # noqa: F401
 import backbones.hooks  # noqa: F401  (registers the pretraining hooks)
 import backbones.mae.model  # noqa: F401  (registers the pretraining methods)
 import backbones.mssdf.model  # noqa: F401
@@ -40,21 +44,27 @@ class PretrainRunner(Runner):
                 os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = previous
 
     def train(self):
+        start = time.perf_counter()
         model = super().train()
-        self.export_encoder()
+        # Wall time of this call: a resumed run reports its last segment (the log has the earlier ones).
+        self.export_encoder(wall_time_s=round(time.perf_counter() - start, 1))
         return model
 
     @master_only
-    def export_encoder(self, path: str | Path | None = None) -> Path:
+    def export_encoder(self, path: str | Path | None = None, **extra_meta) -> Path:
         """Write ``<work_dir>/encoder.pth``, the checkpoint ``backbones.build(..., checkpoint=)`` reads."""
         model = self.model.module if is_model_wrapper(self.model) else self.model
         encoder = model.export_encoder()
+        dataset = self.train_dataloader.dataset
+        data = getattr(dataset, "metainfo", None) or {}  # PretrainPool: dataset, split, modalities
+        extra_meta.update(train_data="/".join(str(data[k]) for k in ("dataset", "split") if k in data),
+                          train_samples=len(dataset), batch_size=self.train_dataloader.batch_size)  # fmt: skip
         path = Path(path or Path(self.work_dir) / "encoder.pth")
         save_encoder_checkpoint(
             encoder, path, method=type(model).__name__.lower(), arch=getattr(model, "arch", ""),
             img_size=int(encoder.grid_size[0] * encoder.patch_size), patch_size=encoder.patch_size,
             depth=len(encoder.vit.blocks),
-            epochs=self.epoch, iters=self.iter, config=self.cfg.filename, code_version=code_version(),
+            epochs=self.epoch, iters=self.iter, config=self.cfg.filename, code_version=code_version(), **extra_meta,
         )  # fmt: skip
         self.logger.info(f"encoder checkpoint written to {path}")
         return path
@@ -77,6 +87,9 @@ def build_runner(
     cfg.launcher = launcher
     cfg.work_dir = str(work_dir or cfg.get("work_dir") or REPO_ROOT / "results" / "pretrain" / config.stem)
     cfg.resume = resume
+    # mmengine names a run "<config name>_<second>" and keys its registry scope on that name: a second
+    # runner in the same process and second (a sweep's pretraining stages, tests) would reuse the first's.
+    cfg.experiment_name = f"{config.stem}_{uuid.uuid4().hex[:8]}"
     if launcher == "pytorch" and not torch.cuda.is_available():
         _cpu_distributed(cfg)
     # Look the runner class up in the project's registry directly: RUNNERS.build would resolve it in
