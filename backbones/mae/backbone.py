@@ -2,4 +2,8 @@
 
 from ..vit import register_vit_backbones
 
-register_vit_backbones("mae", "{arch} encoder of MAE pretraining; load with checkpoint=encoder.pth")
+# ViT-L/16 too: the official MAE releases are B/16 and L/16 (rsbench convert mae).
+register_vit_backbones(
+    "mae", "{arch} encoder of MAE pretraining; load with checkpoint=encoder.pth",
+    sizes=("vit_t16", "vit_s16", "vit_b16", "vit_l16"),
+)  # fmt: skip
