@@ -21,8 +21,11 @@ COLUMNS = [
 class ResultStore:
     """``results.parquet`` (+ ``results.csv``) under a run directory.
 
-    Appends take an exclusive file lock and replace the files atomically, so a killed
-    writer never leaves a half-written table and several writers do not lose rows.
+    Appends take an exclusive file lock (``flock``: several processes of one machine, or Slurm
+    jobs on a file system with working locks such as NFSv4 or Lustre) and replace the files by
+    rename, so a writer killed at any point leaves the previous or the new table, never half of
+    one, and concurrent writers do not lose rows. The parquet file is the reference; the CSV is
+    rewritten from the same frame on every append.
     """
 
     def __init__(self, run_dir: str | os.PathLike) -> None:
@@ -33,7 +36,7 @@ class ResultStore:
     @contextmanager
     def _locked(self):
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir / ".results.lock", "w") as lock:
+        with open(self.run_dir / ".results.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -47,7 +50,11 @@ class ResultStore:
         return pd.read_parquet(self.parquet)
 
     def append(self, rows: Iterable[dict]) -> None:
-        """Add rows; replaces rows of the same config_hash and metric (a forced re-run)."""
+        """Add the rows of one or more cells; they replace every earlier row of the same config_hash.
+
+        A cell's rows are written together, so replacing by cell (not by cell and metric) keeps a
+        forced re-run that fails from leaving the old run's other metrics marked ``ok``.
+        """
         new = pd.DataFrame(list(rows))
         if new.empty:
             return
@@ -57,17 +64,34 @@ class ResultStore:
         with self._locked():
             old = self.load()
             if not old.empty:
-                keep = ~old.set_index(["config_hash", "metric"]).index.isin(
-                    new.set_index(["config_hash", "metric"]).index
-                )
-                old = old[keep]
+                old = old[~old["config_hash"].isin(new["config_hash"])]
             frame = pd.concat([old, new], ignore_index=True) if not old.empty else new
             ordered = [c for c in COLUMNS if c in frame] + [c for c in frame if c not in COLUMNS]
-            frame = frame[ordered]
-            for path, write in ((self.parquet, frame.to_parquet), (self.csv, frame.to_csv)):
-                tmp = path.with_suffix(path.suffix + ".tmp")
-                write(tmp, index=False)
-                os.replace(tmp, path)
+            self._write(frame[ordered])
+
+    def _write(self, frame: pd.DataFrame) -> None:
+        """Both files to temporaries (synced to disk), then one rename each; call with the lock held."""
+        for stale in self.run_dir.glob("results.*.tmp"):  # left by a writer killed before its rename
+            stale.unlink(missing_ok=True)
+        targets = ((self.parquet, frame.to_parquet), (self.csv, frame.to_csv))
+        for path, write in targets:
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            write(tmp, index=False)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        for path, _ in targets:
+            os.replace(path.with_suffix(path.suffix + ".tmp"), path)
+
+    def sync_csv(self) -> bool:
+        """Rewrite the CSV from the parquet file if a writer was killed between the two renames."""
+        with self._locked():
+            if not self.parquet.exists():
+                return False
+            frame = self.load()
+            if self.csv.exists() and self.csv.stat().st_mtime_ns >= self.parquet.stat().st_mtime_ns:
+                return False
+            self._write(frame)
+            return True
 
     def done_config_hashes(self) -> set[str]:
         """Config hashes that already have an ``ok`` row (cells a re-run can skip)."""

@@ -1,13 +1,21 @@
-"""Label-fraction sweeps: backbones x tasks x fractions x seeds, one result row per cell and metric."""
+"""Label-fraction sweeps: backbones x tasks x datasets x fractions x seeds, one result row per cell and metric.
+
+This module says *what* a sweep runs (spec, cells, the config hash of each cell) and how one
+cell runs (:class:`SweepRunner`); :mod:`benchmark.launch` says *where* cells run (inline, N
+local worker processes, Slurm jobs through submitit) and shows the progress.
+"""
 
 from __future__ import annotations
 
+import inspect
 import math
+import os
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from functools import lru_cache
 from itertools import product
 from pathlib import Path
 
@@ -16,26 +24,44 @@ from mmengine.config import Config
 import backbones
 from tasks import TrainBudget, finetune, get_task
 
-from .data import build_dataset
+from .data import build_dataset, list_datasets
+from .pretrain_stage import check_entries, encoder_path, pretrain_reference
 from .provenance import code_version, config_hash, hardware
 from .results import ResultStore
 from .splits import LabelSubset, nested_label_subsets
 
+#: Keys of a dataset entry that tune the cells of that (task, dataset) instead of going to the dataset.
+CELL_OVERRIDES = ("fractions", "modalities", "budget", "task_kwargs")
+#: Where a task's ``class_names`` are found in a dataset's ``metainfo`` (default ``classes``).
+CLASS_NAME_KEYS = {"classification": "scene_classes", "detection": "det_classes"}
+#: Slurm settings a spec or ``--slurm`` may give (docs/sweeps.md); ``cluster`` picks submitit's executor.
+SLURM_KEYS = ("partition", "time_min", "gpus", "cpus", "mem_gb", "account", "qos", "constraint", "array_parallelism",
+              "setup", "cluster")  # fmt: skip
+
 
 @dataclass
 class SweepSpec:
-    """What a sweep runs; loaded from an mmengine config such as ``configs/sweeps/demo.py``."""
+    """What a sweep runs; loaded from an mmengine config such as ``configs/sweeps/demo.py``.
+
+    ``dataset`` serves every task; ``datasets`` maps a task to its own dataset entry or list of
+    entries (``{"name": ..., **dataset kwargs}``, optionally with the ``CELL_OVERRIDES`` keys) and
+    wins over ``dataset`` for that task.
+    """
 
     name: str
-    backbones: list[dict]  # each {"name": ..., "checkpoint": path or None, "kwargs": {...}}
+    backbones: list[dict]  # each {"name": ..., "checkpoint": path or None, "kwargs": {...}, "hint": how to get it}
     tasks: list[str]
-    dataset: dict  # {"name": "synthetic", **dataset kwargs}
-    fractions: list[float]
+    dataset: dict | None = None  # {"name": "synthetic", **dataset kwargs}: the dataset of every task
+    fractions: list[float] = field(default_factory=lambda: [1.0])
     split_seeds: list[int] = field(default_factory=lambda: [0])
     train_seeds: list[int] = field(default_factory=lambda: [0])
     modalities: list[str] = field(default_factory=lambda: ["rgb", "dsm"])
     budgets: dict = field(default_factory=dict)  # task -> TrainBudget kwargs
     task_kwargs: dict = field(default_factory=dict)  # task -> Task kwargs
+    datasets: dict = field(default_factory=dict)  # task -> dataset entry or list of entries
+    slurm: dict = field(default_factory=dict)  # defaults for --launcher slurm (SLURM_KEYS)
+    # Pretraining runs done first, into RUN_DIR/pretrain/NAME; a backbone uses one as checkpoint="pretrain:NAME".
+    pretrain: list[dict] = field(default_factory=list)
 
     @classmethod
     def from_file(cls, path: str | Path) -> SweepSpec:
@@ -56,31 +82,81 @@ class SweepSpec:
             raise type(exc)(f"{path}: {exc.args[0]}") from exc
         return spec
 
+    def entries(self, task: str) -> list[dict]:
+        """The dataset entries of ``task`` (its own ``datasets`` entry, else the shared ``dataset``)."""
+        entry = self.datasets.get(task, self.dataset)
+        entries = (entry if isinstance(entry, list | tuple) else [entry]) if entry else []
+        for e in entries:
+            if not isinstance(e, dict):
+                raise ValueError(f"the dataset of task {task} must be dict(name=..., ...) or a list of them, got {e!r}")
+        return [dict(e) for e in entries]
+
+    def entry(self, task: str, dataset: str) -> dict:
+        return next(e for e in self.entries(task) if e["name"] == dataset)
+
     def validate(self) -> None:
-        """Fail before any training on a typo: fractions, backbone and task names, budget keys."""
-        for f in self.fractions:
-            if not 0 < f <= 1:
-                raise ValueError(f"label fraction {f} is outside (0, 1]")
+        """Fail before any training on a typo: fractions, backbone, task and dataset names, budget keys."""
+        self._check_fractions(self.fractions)
         for b in self.backbones:
             backbones.get_spec(b["name"])
-            if b.get("checkpoint") and not Path(b["checkpoint"]).is_file():
+            if b.get("checkpoint") and not pretrain_reference(b["checkpoint"]) and not Path(b["checkpoint"]).is_file():
+                how = b.get("hint") or "pretrain or convert it first"
                 raise FileNotFoundError(
                     f"checkpoint {b['checkpoint']} of backbone {b['name']} does not exist "
-                    "(relative paths are taken from the current directory; pretrain or convert it first)"
+                    f"(relative paths are taken from the current directory); {how}"
                 )
+        check_entries(self.pretrain, [b.get("checkpoint") for b in self.backbones])
+        unknown_tasks = sorted(set(self.datasets) - set(self.tasks))
+        if unknown_tasks:
+            raise ValueError(f"datasets are given for {unknown_tasks}, which are not in tasks {self.tasks}")
+        unknown_slurm = sorted(set(self.slurm) - set(SLURM_KEYS))
+        if unknown_slurm:
+            raise ValueError(f"unknown slurm keys {unknown_slurm}; known: {list(SLURM_KEYS)}")
         for t in self.tasks:
-            get_task(t, **self.task_kwargs.get(t, {}))
-        for t, budget in self.budgets.items():
-            unknown = sorted(set(budget) - set(TrainBudget.__dataclass_fields__))
-            if unknown:
-                raise ValueError(
-                    f"unknown budget keys {unknown} for task {t}; known: {sorted(TrainBudget.__dataclass_fields__)}"
-                )
+            entries = self.entries(t)
+            if not entries:
+                raise ValueError(f"task {t} has no dataset: set `dataset` or `datasets['{t}']`")
+            names = [e.get("name") for e in entries]
+            if None in names:
+                raise ValueError(f"a dataset entry of task {t} has no 'name': {entries[names.index(None)]}")
+            if len(set(names)) < len(names):
+                raise ValueError(f"task {t} lists a dataset twice in {names}; give each dataset one entry")
+            for e in entries:
+                if e["name"] not in list_datasets():
+                    available = ", ".join(list_datasets())
+                    raise KeyError(f"unknown dataset {e['name']!r} for task {t}; available: {available}")
+                self._check_fractions(e.get("fractions", self.fractions))
+                budget = self.budget(t, e["name"])
+                unknown = sorted(set(budget) - set(TrainBudget.__dataclass_fields__))
+                if unknown:
+                    known = sorted(TrainBudget.__dataclass_fields__)
+                    raise ValueError(f"unknown budget keys {unknown} for task {t}; known: {known}")
+                get_task(t, **self.task_options(t, e["name"]))
+
+    def with_pretrained(self, run_dir: str | Path) -> SweepSpec:
+        """This spec with each ``pretrain:NAME`` checkpoint replaced by the encoder that stage writes in ``run_dir``."""
+        resolved = []
+        for b in self.backbones:
+            ref = pretrain_reference(b.get("checkpoint"))
+            resolved.append(dict(b, checkpoint=str(encoder_path(run_dir, ref))) if ref else b)
+        return replace(self, backbones=resolved)
+
+    @staticmethod
+    def _check_fractions(fractions) -> None:
+        for f in fractions:
+            if not 0 < f <= 1:
+                raise ValueError(f"label fraction {f} is outside (0, 1]")
+
+    def budget(self, task: str, dataset: str) -> dict:
+        return {**self.budgets.get(task, {}), **self.entry(task, dataset).get("budget", {})}
+
+    def task_options(self, task: str, dataset: str) -> dict:
+        return {**self.task_kwargs.get(task, {}), **self.entry(task, dataset).get("task_kwargs", {})}
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One training run: a backbone on a task at one label fraction with one split and training seed."""
+    """One training run: a backbone on a task and dataset at one label fraction with one split and training seed."""
 
     backbone: str
     checkpoint: str | None
@@ -88,56 +164,94 @@ class Cell:
     fraction: float
     split_seed: int
     train_seed: int
+    dataset: str = ""
 
     def label(self) -> str:
-        return f"{self.backbone} {self.task} {self.fraction:g} s{self.split_seed}/{self.train_seed}"
+        return f"{self.backbone} {self.task}/{self.dataset} {self.fraction:g} s{self.split_seed}/{self.train_seed}"
 
 
 def expand_cells(spec: SweepSpec) -> list[Cell]:
-    """All cells of the sweep, in a stable order (backbone, task, fraction, split seed, train seed)."""
-    return [
-        Cell(b["name"], b.get("checkpoint"), t, float(f), s, r)
-        for b, t, f, s, r in product(spec.backbones, spec.tasks, spec.fractions, spec.split_seeds, spec.train_seeds)
-    ]
+    """All cells of the sweep, in a stable order (backbone, task, dataset, fraction, split seed, train seed)."""
+    cells = []
+    for b, t in product(spec.backbones, spec.tasks):
+        for e in spec.entries(t):
+            for f, s, r in product(e.get("fractions", spec.fractions), spec.split_seeds, spec.train_seeds):
+                cells.append(Cell(b["name"], b.get("checkpoint"), t, float(f), s, r, e["name"]))
+    return cells
+
+
+@lru_cache(maxsize=64)
+def _file_hash(path: str, mtime_ns: int, size: int) -> str:
+    return backbones.file_hash(path)
+
+
+def checkpoint_hash(path: str | None) -> str:
+    """``backbones.file_hash`` of a checkpoint, hashed once per file version (a ViT-B file is 350 MB)."""
+    if path is None:
+        return backbones.file_hash(None)
+    if pretrain_reference(path) or not os.path.exists(path):
+        return "not-yet-pretrained"  # a --dry-run before the sweep's pretraining stage wrote the encoder
+    st = os.stat(path)
+    return _file_hash(str(path), st.st_mtime_ns, st.st_size)
 
 
 def cell_config(spec: SweepSpec, cell: Cell) -> dict:
-    """Everything that determines a cell's numbers; its hash identifies the cell in the store."""
-    bkw = next(b.get("kwargs", {}) for b in spec.backbones if b["name"] == cell.backbone)
+    """Everything that determines a cell's numbers; its hash identifies the cell in the store.
+
+    Laid out as before per-task datasets existed, so old run directories keep their hashes.
+    """
+    bkw = next(b.get("kwargs", {}) for b in spec.backbones
+               if b["name"] == cell.backbone and b.get("checkpoint") == cell.checkpoint)  # fmt: skip
+    entry = spec.entry(cell.task, cell.dataset)
     return {
-        **asdict(cell),
-        "checkpoint": backbones.file_hash(cell.checkpoint),
+        **{k: v for k, v in asdict(cell).items() if k != "dataset"},
+        "checkpoint": checkpoint_hash(cell.checkpoint),
         "backbone_kwargs": bkw,
-        "dataset": spec.dataset,
-        "modalities": list(spec.modalities),
-        "budget": asdict(TrainBudget(**spec.budgets.get(cell.task, {}))),
-        "task_kwargs": spec.task_kwargs.get(cell.task, {}),
+        "dataset": {k: v for k, v in entry.items() if k not in CELL_OVERRIDES},
+        "modalities": list(entry.get("modalities", spec.modalities)),
+        "budget": asdict(TrainBudget(**spec.budget(cell.task, cell.dataset))),
+        "task_kwargs": spec.task_options(cell.task, cell.dataset),
     }
 
 
+def cell_hash(spec: SweepSpec, cell: Cell) -> str:
+    return config_hash(cell_config(spec, cell))
+
+
 class SweepRunner:
-    """Runs the cells of a spec into ``run_dir`` (results, per-cell logs), skipping finished ones."""
+    """Runs the cells of a spec into ``run_dir`` (results, per-cell work dirs), skipping finished ones."""
 
     def __init__(self, spec: SweepSpec, run_dir: str | Path, force: bool = False) -> None:
         self.spec = spec
         self.run_dir = Path(run_dir)
         self.store = ResultStore(self.run_dir)
         self.force = force
-        self._datasets: dict[str, object] = {}
-        self._subsets: dict[tuple, dict] = {}
+        self._datasets: dict[tuple, object] = {}
+        self._strata: dict[tuple, object] = {}
 
-    def dataset(self, split: str):
-        if split not in self._datasets:
-            kwargs = {k: v for k, v in self.spec.dataset.items() if k != "name"}
-            self._datasets[split] = build_dataset(self.spec.dataset["name"], split, **kwargs)
-        return self._datasets[split]
+    def dataset(self, split: str, entry: dict | None = None):
+        """A split of a dataset entry (the spec's shared ``dataset`` by default), built once per process."""
+        kwargs = {k: v for k, v in (entry or self.spec.dataset).items() if k not in CELL_OVERRIDES}
+        key = (split, config_hash(kwargs))
+        if key not in self._datasets:
+            name = kwargs.pop("name")
+            self._datasets[key] = build_dataset(name, split, **kwargs)
+        return self._datasets[key]
 
-    def subset(self, task, fraction: float, split_seed: int):
-        key = (task.name, split_seed)
-        if key not in self._subsets:
-            strata = task.strata(self.dataset("train"))
-            self._subsets[key] = nested_label_subsets(strata, self.spec.fractions, split_seed)
-        return LabelSubset(self.dataset("train"), self._subsets[key][fraction], fraction)
+    def prepare(self, cells: list[Cell]) -> None:
+        """Build (or generate) the train and test splits the cells need; fails early on a missing dataset."""
+        for task, name in dict.fromkeys((c.task, c.dataset) for c in cells):
+            for split in ("train", "test"):
+                self.dataset(split, self.spec.entry(task, name))
+
+    def subset(self, task, cell: Cell) -> LabelSubset:
+        """The cell's labelled subset: a prefix of one seeded, stratified order of the training split."""
+        train = self.dataset("train", self.spec.entry(cell.task, cell.dataset))
+        key = (cell.task, cell.dataset, cell.split_seed)
+        if key not in self._strata:
+            self._strata[key] = task.strata(train)
+        indices = nested_label_subsets(self._strata[key], [cell.fraction], cell.split_seed)[cell.fraction]
+        return LabelSubset(train, indices, cell.fraction)
 
     def pending(self) -> list[Cell]:
         """Cells without an ``ok`` row for their config hash (all cells with ``force``)."""
@@ -145,7 +259,16 @@ class SweepRunner:
         if self.force:
             return cells
         done = self.store.done_config_hashes()
-        return [c for c in cells if config_hash(cell_config(self.spec, c)) not in done]
+        return [c for c in cells if cell_hash(self.spec, c) not in done]
+
+    def build_task(self, cell: Cell, options: dict):
+        """The cell's task; ``class_names`` come from the dataset's metainfo unless the spec sets them."""
+        task = get_task(cell.task, **options)
+        if "class_names" in options or "class_names" not in inspect.signature(type(task)).parameters:
+            return task
+        meta = getattr(self.dataset("train", self.spec.entry(cell.task, cell.dataset)), "metainfo", {}) or {}
+        names = meta.get(CLASS_NAME_KEYS.get(cell.task, "classes"))
+        return get_task(cell.task, **options, class_names=tuple(names)) if names else task
 
     def run_cell(self, cell: Cell, progress: Callable[[int, int], None] | None = None) -> list[dict]:
         """Train and evaluate one cell; a failure becomes a ``failed: reason`` row, never a silent gap."""
@@ -153,10 +276,10 @@ class SweepRunner:
         chash = config_hash(cfg)
         task = get_task(cell.task, **cfg["task_kwargs"])
         spec = backbones.get_spec(cell.backbone)
-        modalities = task.input_modalities(self.spec.modalities)
+        modalities = task.input_modalities(cfg["modalities"])
         base = {
             "method": spec.method, "backbone": cell.backbone, "arch": spec.arch,
-            "checkpoint_hash": cfg["checkpoint"], "task": cell.task, "dataset": self.spec.dataset["name"],
+            "checkpoint_hash": cfg["checkpoint"], "task": cell.task, "dataset": cell.dataset,
             "modalities": "+".join(modalities), "fraction": cell.fraction, "split_seed": cell.split_seed,
             "train_seed": cell.train_seed, "config_hash": chash, "code_version": code_version(),
             "device": hardware(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -164,13 +287,14 @@ class SweepRunner:
         work_dir = self.run_dir / "cells" / chash
         start = time.perf_counter()
         try:
-            train = self.subset(task, cell.fraction, cell.split_seed)
+            task = self.build_task(cell, cfg["task_kwargs"])
+            train = self.subset(task, cell)
             base["n_train"] = len(train)
             result = finetune(
                 task,
                 lambda: backbones.build(cell.backbone, modalities, cell.checkpoint, **cfg["backbone_kwargs"]),
                 train,
-                self.dataset("test"),
+                self.dataset("test", self.spec.entry(cell.task, cell.dataset)),
                 modalities,
                 TrainBudget(**cfg["budget"]),
                 cell.train_seed,
@@ -187,46 +311,8 @@ class SweepRunner:
         return [{**base, "metric": k, "value": v, "status": "ok"} for k, v in result.metrics.items()]
 
 
-def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console=None) -> Path:
-    """Run every pending cell with a rich progress display, then write tables and plots into ``run_dir``."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console=None, **launch) -> Path:
+    """Run every pending cell (see :func:`benchmark.launch.run_sweep` for ``jobs``, ``launcher``, ...)."""
+    from .launch import run_sweep as launch_sweep  # launch imports this module: import it on use
 
-    from .report import write_summary
-
-    console = console or Console()
-    runner = SweepRunner(spec, run_dir, force=force)
-    runner.run_dir.mkdir(parents=True, exist_ok=True)
-    for split in ("train", "test"):
-        runner.dataset(split)  # generate data before the clock of the first cell starts
-    cells = runner.pending()
-    total = len(expand_cells(spec))
-    console.print(
-        f"sweep [bold]{spec.name}[/bold]: {total} cells, {total - len(cells)} already done -> {runner.run_dir}"
-    )
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("eta"), TimeRemainingColumn())  # fmt: skip
-    failed = 0
-    with Progress(*columns, console=console) as progress:
-        overall = progress.add_task("cells", total=len(cells))
-        for cell in cells:
-            budget = TrainBudget(**spec.budgets.get(cell.task, {}))
-            current = progress.add_task(f"  {cell.label()}", total=budget.max_iters)
-            rows = runner.run_cell(cell, progress=lambda i, n, t=current: progress.update(t, completed=i))
-            runner.store.append(rows)
-            progress.remove_task(current)
-            progress.advance(overall)
-            if rows[0]["status"] != "ok":
-                failed += 1
-                progress.console.print(f"[red]{cell.label()}: {rows[0]['status']}[/red]", highlight=False)
-    write_summary(runner.store.load(), spec, runner.run_dir, console)
-    if failed:
-        console.print(f"[red]{failed} cell(s) failed; see {runner.run_dir}/cells/<hash>/error.log[/red]")
-    return runner.run_dir
+    return launch_sweep(spec, run_dir, force=force, console=console, **launch)

@@ -1,4 +1,5 @@
 import math
+import os
 
 import pandas as pd
 import pytest
@@ -59,3 +60,28 @@ def test_tables_average_over_seeds(tmp_path):
     assert per_seed["std"].item() == pytest.approx(7.07, abs=0.01)
     summary = summary_table(store.load(), "mIoU")
     assert summary.loc[("segmentation", "b"), 0.1] == "55.00 ± 7.07"
+
+
+def test_a_forced_rerun_replaces_every_row_of_the_cell(tmp_path):
+    store = ResultStore(tmp_path)
+    store.append(_rows("a", 0, 50.0))
+    store.append(_rows("a", 0, math.nan, status="failed: RuntimeError: boom")[:1])  # a failed cell has one row
+    frame = store.load()
+    assert len(frame) == 1 and frame["status"].item().startswith("failed")
+    assert store.done_config_hashes() == set()  # no stale "ok" row of the old run keeps the cell "done"
+
+
+def test_leftovers_of_a_killed_writer_are_removed_and_csv_resynced(tmp_path):
+    store = ResultStore(tmp_path)
+    store.append(_rows("a", 0, 50.0))
+    (tmp_path / "results.parquet.tmp").write_bytes(b"half a file")
+    store.append(_rows("b", 1, 60.0))
+    assert not list(tmp_path.glob("*.tmp"))
+    # A writer killed between its two renames leaves the new parquet and the old CSV.
+    old_csv = (tmp_path / "results.csv").read_bytes()
+    store.append(_rows("c", 2, 70.0))
+    (tmp_path / "results.csv").write_bytes(old_csv)
+    os.utime(tmp_path / "results.csv", ns=(0, 0))
+    assert store.sync_csv() is True
+    assert len(pd.read_csv(tmp_path / "results.csv")) == len(store.load()) == 6
+    assert store.sync_csv() is False  # already in step: nothing rewritten

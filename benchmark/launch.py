@@ -1,0 +1,311 @@
+"""Where sweep cells run: inline, in N local worker processes, or as Slurm jobs through submitit.
+
+Every path ends in :func:`run_logged`: the cell runs, its rows go into the store under the
+store's lock, and its log lands in ``RUN_DIR/logs/``. Scheduling is left to the standard
+library (``ProcessPoolExecutor``) and to Slurm (submitit job arrays); this module only keeps
+at most N cells in flight and shows the progress.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from multiprocessing import get_context
+from pathlib import Path
+
+from rich.console import Console
+
+from tasks import TrainBudget
+
+from .progress import SweepProgress
+from .provenance import config_hash
+from .sweep import SLURM_KEYS, Cell, SweepRunner, SweepSpec, cell_config, cell_hash, expand_cells
+
+#: ``--slurm`` / spec ``slurm`` keys -> submitit AutoExecutor parameters (generic ones reach every cluster).
+SUBMITIT_PARAMETERS = {
+    "partition": "slurm_partition", "time_min": "timeout_min", "gpus": "gpus_per_node", "cpus": "cpus_per_task",
+    "mem_gb": "mem_gb", "account": "slurm_account", "qos": "slurm_qos", "constraint": "slurm_constraint",
+    "array_parallelism": "slurm_array_parallelism", "setup": "slurm_setup",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """What the parent learns about a cell that ran elsewhere: its status, time and log file."""
+
+    cell: Cell
+    status: str  # "ok", "failed: reason" or "skipped" (another sweep on the same store finished it first)
+    wall_time_s: float = 0.0
+    log: str = ""
+
+
+def cell_log_path(run_dir: str | Path, cell: Cell, chash: str) -> Path:
+    """``RUN_DIR/logs/<task>_<dataset>_<backbone>_f<fraction>_s<split>-<train>_<hash>.log``."""
+    name = f"{cell.task}_{cell.dataset}_{cell.backbone}_f{cell.fraction:g}_s{cell.split_seed}-{cell.train_seed}"
+    return Path(run_dir) / "logs" / f"{re.sub(r'[^A-Za-z0-9.=-]+', '_', name)}_{chash}.log"
+
+
+@contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr, at the file-descriptor level, into ``path``.
+
+    File descriptors rather than ``sys.stdout``, so that C++ warnings of torch and mmcv and the
+    mmengine console handler land in the cell's log too.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "a") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, saved_fd in zip((1, 2), saved):
+                os.dup2(saved_fd, fd)
+                os.close(saved_fd)
+
+
+def run_logged(runner: SweepRunner, cell: Cell, capture_output: bool,
+               progress: Callable[[int, int], None] | None = None) -> CellOutcome:  # fmt: skip
+    """Run one cell, append its rows to the store and write its log; skip it if the store has it by now."""
+    import torch
+
+    cfg = cell_config(runner.spec, cell)
+    chash = config_hash(cfg)
+    if not runner.force and chash in runner.store.done_config_hashes():
+        return CellOutcome(cell, "skipped")
+    log = cell_log_path(runner.run_dir, cell, chash)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    header = [f"cell: {cell.label()}", f"config_hash: {chash}",
+              f"started: {started} on {platform.node()} (pid {os.getpid()}, {torch.get_num_threads()} torch threads)",
+              f"config: {json.dumps(cfg, sort_keys=True, default=str)}", "", ""]  # fmt: skip
+    with open(log, "a") as fh:  # a cell that runs again (after a failure, --force) adds to its log
+        fh.write("\n".join(header))
+    start = time.perf_counter()
+    with _output_to(log) if capture_output else nullcontext():
+        rows = runner.run_cell(cell, progress)
+    runner.store.append(rows)
+    status, wall = rows[0]["status"], time.perf_counter() - start
+    with open(log, "a") as fh:
+        work_dir = runner.run_dir / "cells" / chash
+        # mmengine writes its full log (losses, metrics) into the cell's work dir; keep a copy here.
+        for mm_log in sorted(work_dir.glob("*/*.log"), key=lambda p: p.stat().st_mtime)[-1:]:
+            fh.write(f"--- mmengine log {mm_log}\n{mm_log.read_text(errors='replace')}\n")
+        if status != "ok" and (work_dir / "error.log").is_file():
+            fh.write(f"--- traceback\n{(work_dir / 'error.log').read_text()}\n")
+        fh.write(f"status: {status}\nwall time: {wall:.1f} s\n")
+    return CellOutcome(cell, status, wall, str(log))
+
+
+_RUNNERS: dict[tuple, SweepRunner] = {}
+
+
+def run_cell_job(spec: SweepSpec, run_dir: str, cell: Cell, force: bool, parent_pid: int,
+                 threads: int | None = None) -> CellOutcome:  # fmt: skip
+    """Entry point of a worker process or a submitit job; datasets are kept between the cells of one process."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    key = (str(run_dir), config_hash(asdict(spec)), force)
+    runner = _RUNNERS.setdefault(key, SweepRunner(spec, run_dir, force=force))
+    # A job run in the parent itself (submitit's debug executor) must not take over the console.
+    return run_logged(runner, cell, capture_output=os.getpid() != parent_pid)
+
+
+def _init_worker(threads: int, parent_pid: int) -> None:
+    """Pool worker start: die with the parent (a SIGKILLed sweep leaves no orphans writing rows), set threads."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # the parent died while this worker was still importing
+        os._exit(1)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _failed_outcome(runner: SweepRunner, cell: Cell, reason: str) -> CellOutcome:
+    """A cell whose process died before writing rows still gets a ``failed`` row, never a silent gap."""
+    from tasks import get_task
+
+    metric = get_task(cell.task, **runner.spec.task_options(cell.task, cell.dataset)).primary_metric
+    status = f"failed: {reason}"
+    row = {k: getattr(cell, k) for k in ("backbone", "task", "dataset", "fraction", "split_seed", "train_seed")}
+    row.update(metric=metric, value=float("nan"), status=status, config_hash=cell_hash(runner.spec, cell))
+    runner.store.append([row])
+    return CellOutcome(cell, status)
+
+
+def run_pool(runner: SweepRunner, cells: list[Cell], jobs: int, display: SweepProgress) -> None:
+    """N spawned worker processes, at most N cells in flight; each worker gets cores // N torch threads."""
+    threads = max(1, usable_cores() // jobs)
+    # Set before the workers import torch: OpenMP reads them once. PASSIVE: idle OpenMP threads sleep
+    # instead of spinning, which otherwise slows two torch processes sharing cores about tenfold.
+    env = dict(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), OMP_WAIT_POLICY="PASSIVE")
+    queue = list(reversed(cells))
+    with _environ(**env):
+        while queue:  # one pool, or a fresh one after a worker died and broke the previous pool
+            pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init_worker,
+                                       initargs=(threads, os.getpid()))  # fmt: skip
+            try:
+                _drain(pool, runner, queue, jobs, display)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
+
+
+def _drain(pool: ProcessPoolExecutor, runner: SweepRunner, queue: list[Cell], jobs: int,
+           display: SweepProgress) -> None:  # fmt: skip
+    """Keep ``jobs`` cells in flight until the queue is empty or the pool breaks (a worker was killed)."""
+    running: dict[Future, Cell] = {}
+    while queue or running:
+        while queue and len(running) < jobs:
+            cell = queue.pop()
+            running[pool.submit(run_cell_job, runner.spec, str(runner.run_dir), cell, runner.force, os.getpid())] = cell
+            display.started(cell)
+        done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+        for future in done:
+            cell = running.pop(future)
+            try:
+                display.finished(future.result())
+            except BrokenProcessPool:
+                # Which worker died is unknown: this cell gets the failed row, the others run again.
+                display.finished(_failed_outcome(runner, cell, "worker process died (out of memory or killed)"))
+                for other in running.values():
+                    display.forget(other)
+                    queue.append(other)
+                return
+
+
+def submitit_parameters(slurm: dict, jobs: int | None, name: str) -> dict:
+    """AutoExecutor parameters from the spec's ``slurm`` dict merged with ``--slurm`` and ``--jobs``."""
+    params = {SUBMITIT_PARAMETERS[k]: v for k, v in slurm.items() if k in SUBMITIT_PARAMETERS}
+    if jobs and jobs > 1:
+        params.setdefault("slurm_array_parallelism", jobs)
+    if isinstance(params.get("slurm_setup"), str):
+        params["slurm_setup"] = [params["slurm_setup"]]
+    return {"name": f"rsbench-{name}", "nodes": 1, "tasks_per_node": 1, **params}
+
+
+def run_submitit(runner: SweepRunner, cells: list[Cell], slurm: dict, jobs: int | None,
+                 display: SweepProgress, poll_s: float = 2.0) -> None:  # fmt: skip
+    """One submitit job per cell, submitted as one job array; waits for them and shows their progress.
+
+    ``slurm["cluster"]`` is submitit's executor: unset detects Slurm, ``local`` runs the jobs as local
+    processes and ``debug`` in this process (both for trying a spec; the code path is the same).
+    """
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=runner.run_dir / "submitit" / "%j", cluster=slurm.get("cluster"))
+    executor.update_parameters(**submitit_parameters(slurm, jobs, runner.spec.name))
+    args = (runner.spec, str(runner.run_dir))
+    submitted = []
+    with executor.batch():
+        for cell in cells:
+            submitted.append((executor.submit(run_cell_job, *args, cell, runner.force, os.getpid(), slurm.get("cpus")),
+                              cell))  # fmt: skip
+    array_id = submitted[0][0].job_id.split("_")[0]
+    display.note(f"submitted {len(submitted)} job(s) to {executor.cluster}: {array_id}")
+    try:
+        _wait_for_jobs(runner, submitted, display, poll_s)
+    except KeyboardInterrupt:
+        display.note(f"submitted jobs keep running and writing rows; to stop them: scancel {array_id}")
+        raise
+
+
+def _wait_for_jobs(runner: SweepRunner, submitted: list, display: SweepProgress, poll_s: float) -> None:
+    running: set[Cell] = set()
+    while submitted:
+        for job, cell in list(submitted):
+            if job.done():
+                submitted.remove((job, cell))
+                try:
+                    display.finished(job.result())
+                except Exception as exc:  # the job died (time limit, node failure, preemption)
+                    reason = f"job {job.job_id} {job.state}: {exc}".splitlines()[0][:200]
+                    display.finished(_failed_outcome(runner, cell, reason))
+            elif cell not in running and job.state == "RUNNING":
+                running.add(cell)
+                display.started(cell)
+        if submitted:
+            time.sleep(poll_s)
+
+
+def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console: Console | None = None,
+              jobs: int = 1, launcher: str = "local", slurm: dict | None = None) -> Path:  # fmt: skip
+    """Run every pending cell (inline, in ``jobs`` local workers, or as Slurm jobs), then write the summary."""
+    from .report import write_summary
+
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}")
+    if launcher not in ("local", "slurm"):
+        raise ValueError(f"unknown launcher {launcher!r}; choose local or slurm")
+    slurm = {**spec.slurm, **(slurm or {})}
+    unknown = sorted(set(slurm) - set(SLURM_KEYS))
+    if unknown:
+        raise ValueError(f"unknown slurm keys {unknown}; known: {list(SLURM_KEYS)}")
+    console = console or Console()
+    if spec.pretrain:  # first stage: the encoders that "pretrain:NAME" checkpoints refer to
+        from .pretrain_stage import run_spec_pretraining
+
+        run_spec_pretraining(spec.pretrain, run_dir, console)
+        spec = spec.with_pretrained(run_dir)
+    runner = SweepRunner(spec, run_dir, force=force)
+    runner.run_dir.mkdir(parents=True, exist_ok=True)
+    runner.store.sync_csv()
+    n_cells, cells = len(expand_cells(spec)), runner.pending()
+    console.print(
+        f"sweep [bold]{spec.name}[/bold]: {n_cells} cells, {n_cells - len(cells)} already done -> {runner.run_dir}"
+    )
+    if cells and launcher == "local":
+        runner.prepare(cells)  # missing data fails here, once; synthetic data is generated before the clock starts
+    parallel = jobs if launcher == "local" or jobs > 1 else max(len(cells), 1)  # Slurm: all at once unless capped
+    with SweepProgress(console, cells, spec, runner.run_dir, parallel) as display:
+        if launcher == "slurm" and cells:
+            run_submitit(runner, cells, slurm, jobs, display)
+        elif jobs > 1:
+            run_pool(runner, cells, jobs, display)
+        else:
+            for cell in cells:
+                display.started(cell, total=TrainBudget(**spec.budget(cell.task, cell.dataset)).max_iters)
+                display.finished(run_logged(runner, cell, False, progress=display.iteration_callback(cell)))
+    write_summary(runner.store.load(), spec, runner.run_dir, console)
+    if display.failed:
+        console.print(f"[red]{display.failed} cell(s) failed; see the logs under {runner.run_dir / 'logs'}[/red]")
+    return runner.run_dir
