@@ -1,58 +1,414 @@
-"""What a finished sweep leaves behind: printed tables, a Markdown table and label-efficiency plots."""
+"""A run's report: what it contains (tables, figures, provenance) and the files it writes (Markdown, LaTeX, HTML).
+
+``rsbench report RUN_DIR`` and the end of every sweep (``write_summary``) go through ``report_run``,
+so a sweep prints the same table and leaves the same files as a later ``rsbench report``.
+"""
 
 from __future__ import annotations
 
+import json
+import platform
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pandas as pd
 from rich.table import Table
+from rich.text import Text
 
-from tasks import get_task
+from . import analysis
+from .plots import label_efficiency_plot, label_savings_plot
+from .pretrain_stage import pretraining_table
+from .provenance import hardware
+from .results import ResultStore
+from .tables import (
+    DisplayTable,
+    method_task_table,
+    plain_table,
+    rank_table,
+    seed_table,
+    to_latex,
+    to_markdown,
+)
 
-from .plots import label_efficiency_plot
-from .tables import failed_cells, seed_table, summary_table
+FORMATS = ("md", "tex", "html")
+#: Libraries whose versions decide the numbers (distribution names as pip knows them).
+LIBRARIES = ("torch", "torchvision", "mmengine", "mmcv", "mmsegmentation", "mmdet", "mmpretrain", "timm", "numpy",
+             "pandas", "scipy")  # fmt: skip
+#: Files a run directory may hold its sweep spec in (written next to the results, if the sweep saved it).
+SPEC_GLOBS = ("*.py", "*.json", "*.yaml", "*.yml", "*.toml")
 
 
-def _rich_table(frame: pd.DataFrame, title: str) -> Table:
-    table = Table(title=title)
-    flat = frame.reset_index()
-    for col in flat.columns:
-        table.add_column(str(col), justify="right")
-    for row in flat.itertuples(index=False):
-        table.add_row(*("" if pd.isna(v) else f"{v:g}" if isinstance(v, float) else str(v) for v in row))
-    return table
+@dataclass
+class Figure:
+    caption: str
+    path: Path
+
+
+@dataclass
+class Report:
+    """Everything one report shows, independent of the output format."""
+
+    title: str
+    run_dir: Path
+    generated: str
+    summary: list[tuple[str, DisplayTable]] = field(default_factory=list)  # (anchor, table) in reading order
+    figures: list[Figure] = field(default_factory=list)
+    details: list[tuple[str, DisplayTable]] = field(default_factory=list)  # per-seed tables, wall times, failures
+    provenance: list[tuple[str, DisplayTable]] = field(default_factory=list)
+    configs: list[tuple[str, str]] = field(default_factory=list)  # (name, text) of spec / cell config files
+    headline: list[str] = field(default_factory=list)  # one-line facts shown under the title
+
+
+def load_results(run_dir: str | Path) -> pd.DataFrame:
+    """The run's rows; a missing folder or an empty store is one clear error."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} does not exist; give the folder a sweep wrote into")
+    frame = ResultStore(run_dir).load()
+    if frame.empty:
+        raise FileNotFoundError(
+            f"{run_dir} has no results (no rows in results.parquet); run `rsbench sweep SPEC --run-dir {run_dir}` first"
+        )
+    return frame
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries in ``LIBRARIES`` at report time."""
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def logged_environment(run_dir: Path, max_logs: int = 500) -> pd.DataFrame:
+    """The "System environment" lines mmengine wrote at the top of each cell's training log, deduplicated.
+
+    This is what the cells actually ran with (the report may be made later, elsewhere).
+    """
+    seen: dict[str, set[str]] = {}
+    for log in sorted(run_dir.glob("cells/*/*/*.log"))[:max_logs]:
+        with open(log, errors="replace") as handle:
+            head = handle.read(20000)
+        block = head.split("Runtime environment:")[0]
+        for key, value in re.findall(r"^    ([A-Za-z][\w .]*?): (.*)$", block, flags=re.M):
+            if "compiling" in key or "seed" in key or len(value) > 200:
+                continue
+            seen.setdefault(key, set()).add(value.strip())
+    return pd.DataFrame([{"key": k, "value": " | ".join(sorted(v))} for k, v in seen.items()], columns=["key", "value"])
+
+
+def config_files(run_dir: Path, limit: int = 200) -> list[tuple[str, str]]:
+    """Sweep spec files at the top of the run directory, non-empty per-cell config files (``cells/<hash>/*``),
+    and the cell configs the sweep wrote at the top of each cell log (``logs/*.log``, a ``config: {json}`` line).
+    """
+    found = []
+    candidates = [p for g in SPEC_GLOBS for p in sorted(run_dir.glob(g))]
+    candidates += [p for g in SPEC_GLOBS for p in sorted(run_dir.glob(f"cells/*/{g}"))]
+    for path in candidates[:limit]:
+        text = path.read_text(errors="replace").strip()
+        if text:
+            found.append((str(path.relative_to(run_dir)), text))
+    for log in sorted(run_dir.glob("logs/*.log"))[:limit]:
+        with open(log, errors="replace") as handle:
+            head = handle.read(20000)
+        line = re.search(r"^config: (\{.*\})$", head, flags=re.M)
+        if line:
+            try:
+                text = json.dumps(json.loads(line.group(1)), indent=2, sort_keys=True)
+            except json.JSONDecodeError:
+                text = line.group(1)
+            found.append((str(log.relative_to(run_dir)), text))
+    return found
+
+
+def cells_table(frame: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
+    """One row per cell (config hash): what it ran, how long it took, where, and how it ended."""
+    cols = ["config_hash", "backbone", "task", "dataset", "fraction", "split_seed", "train_seed", "n_train",
+            "wall_time_s", "device", "code_version", "status"]  # fmt: skip
+    cells = frame.drop_duplicates("config_hash")[[c for c in cols if c in frame]].copy()
+    cells["logs"] = [", ".join(_cell_logs(run_dir, str(h))) for h in cells["config_hash"]]
+    return cells.sort_values(["task", "backbone", "fraction", "split_seed", "train_seed"]).reset_index(drop=True)
+
+
+def _cell_logs(run_dir: Path, chash: str) -> list[str]:
+    """The cell's traceback (``cells/<hash>/error.log``) and its sweep log (``logs/*_<hash>.log``), if present."""
+    found = [run_dir / "cells" / chash / "error.log", *sorted(run_dir.glob(f"logs/*_{chash}.log"))]
+    return [str(p.relative_to(run_dir)) for p in found if p.is_file()]
+
+
+def _counts(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    cells = frame.drop_duplicates("config_hash") if "config_hash" in frame else frame
+    if column not in cells:
+        return pd.DataFrame(columns=[column, "cells"])
+    return cells[column].fillna("unknown").value_counts().rename_axis(column).reset_index(name="cells")
+
+
+def build_report(
+    frame: pd.DataFrame,
+    run_dir: str | Path,
+    out_dir: str | Path,
+    title: str | None = None,
+    task_kwargs: dict | None = None,
+) -> Report:
+    """Compute every table and write every figure (PNG, into ``out_dir``) of a run's report."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    frame = analysis.prepare(frame)
+    metrics = analysis.primary_metrics(frame, task_kwargs)
+    stats = analysis.with_ranks(analysis.seed_stats(frame, metrics))
+    report = Report(
+        title=title or run_dir.resolve().name,
+        run_dir=run_dir,
+        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    n_cells = frame["config_hash"].nunique()
+    n_failed = frame.loc[frame["status"] != "ok", "config_hash"].nunique()
+    tasks = ", ".join(f"{t} ({m})" for t, m in metrics.items()) or "none finished"
+    report.headline = [
+        f"{n_cells} cells ({n_failed} failed), tasks: {tasks}",
+        f"code version: {', '.join(_counts(frame, 'code_version')['code_version'].astype(str))}",
+        f"hardware: {', '.join(_counts(frame, 'device')['device'].astype(str))}",
+    ]
+    savings = analysis.label_savings(stats)
+    report.summary = _summary_tables(stats, savings) + _pretraining_tables(run_dir)
+    report.figures, report.details = _figures_and_seed_tables(frame, metrics, savings, out_dir)
+    report.details += _run_tables(frame, run_dir)
+    report.provenance = _provenance_tables(frame, run_dir, report.generated)
+    report.configs = config_files(run_dir)
+    return report
+
+
+def _summary_tables(stats: pd.DataFrame, savings: pd.DataFrame) -> list[tuple[str, DisplayTable]]:
+    """Method x task, ranks, label savings, published vs ours."""
+    shown = [
+        "task",
+        "dataset",
+        "metric",
+        "backbone",
+        "baseline",
+        "baseline_mean",
+        "mean_at_fraction",
+        "result",
+        "caveat",
+    ]
+    savings_table = plain_table(
+        savings[shown].rename(columns={"baseline_mean": "baseline mean", "mean_at_fraction": "mean at that fraction"}),
+        "Label savings: labels a pretrained backbone needs to match random init at 100 %",
+        "smallest label fraction whose mean over seeds is ≥ the random-init mean at 100 % labels (≤ for "
+        "lower-is-better metrics); 'not reached' when no fraction matches",
+    )
+    reference = analysis.load_reference()
+    published = analysis.published_vs_ours(stats, reference)
+    note = (
+        "published numbers from results/reference/ matched by method, task, dataset, label fraction and metric; "
+        "delta = ours - published"
+    )
+    if published.empty:
+        datasets = ", ".join(sorted(stats["dataset"].astype(str).unique()))
+        covered = ", ".join(sorted(reference["dataset"].astype(str).unique())) if not reference.empty else "none"
+        note = f"no published number matches this run (datasets: {datasets}); references cover: {covered}"
+    return [
+        ("method-task", method_task_table(stats)),
+        ("ranks", rank_table(stats)),
+        ("label-savings", savings_table),
+        ("published", plain_table(published, "Published vs ours", note)),
+    ]
+
+
+def _pretraining_tables(run_dir: Path) -> list[tuple[str, DisplayTable]]:
+    """The encoders the sweep's pretraining stage produced: what each method got, as run (a fairness check)."""
+    table = pretraining_table(run_dir)
+    if table.empty:
+        return []
+    note = "from each encoder.pth's metadata; wall time of the last (possibly resumed) training segment"
+    return [("pretraining", plain_table(table, "Pretraining as run (same data and budget for every method)", note))]
+
+
+def _figures_and_seed_tables(frame, metrics, savings, out_dir: Path):
+    """Label-efficiency curve and per-seed table of each task, and the label-savings figure."""
+    figures, tables = [], []
+    for task, metric in metrics.items():
+        finished = frame[(frame["task"] == task) & (frame["status"] == "ok") & (frame["metric"] == metric)]
+        datasets = sorted(finished["dataset"].astype(str).unique())
+        for dataset in datasets:  # one curve per dataset: fractions of different datasets are different sizes
+            rows = frame[(frame["task"] == task) & (frame["dataset"] == dataset)]
+            name = task if len(datasets) == 1 else f"{task}_{re.sub(r'[^A-Za-z0-9.-]+', '_', dataset)}"
+            path = label_efficiency_plot(rows, task, metric, out_dir / f"label_efficiency_{name}.png")
+            caption = f"{task} on {dataset}: {metric} against the label fraction (mean ± std over seeds)"
+            figures.append(Figure(caption, path))
+            title = f"{task} on {dataset}: {metric} per seed"
+            tables.append((f"seeds-{name}", plain_table(seed_table(rows, metric).reset_index(), title)))
+    if savings["baseline"].notna().any():
+        path = label_savings_plot(savings, out_dir / "label_savings.png")
+        figures.append(Figure("Label savings of pretraining", path))
+    return figures, tables
+
+
+def _run_tables(frame: pd.DataFrame, run_dir: Path) -> list[tuple[str, DisplayTable]]:
+    """Wall times and failed cells (with the first line of the exception and where its traceback is)."""
+    times = analysis.wall_times(frame)
+    total = times["total_s"].sum() if not times.empty else 0.0
+    cells = cells_table(frame, run_dir)
+    failed = cells[cells["status"] != "ok"]
+    shown = ["backbone", "task", "dataset", "fraction", "split_seed", "train_seed", "config_hash", "status", "logs"]
+    note = "none" if failed.empty else "reason = first line of the exception; full traceback in the log"
+    return [
+        ("wall-times", plain_table(times, "Wall time per task and backbone (s)", f"total {total:.0f} s", 1)),
+        ("failed", plain_table(failed[shown], "Failed cells", note)),
+    ]
+
+
+def _provenance_tables(frame: pd.DataFrame, run_dir: Path, generated: str) -> list[tuple[str, DisplayTable]]:
+    """Code version, hardware, the environment the cells logged, library versions now, and every cell."""
+    env = logged_environment(run_dir)
+    versions = pd.DataFrame(list(library_versions().items()), columns=["library", "version"])
+    return [
+        ("code", plain_table(_counts(frame, "code_version"), "Code version (git describe)")),
+        ("hardware", plain_table(_counts(frame, "device"), "Hardware the cells ran on")),
+        (
+            "environment",
+            plain_table(env, "Environment recorded in the cells' training logs", "" if len(env) else "none found"),
+        ),
+        (
+            "versions",
+            plain_table(versions, "Library versions where this report was made", f"made on {hardware()}, {generated}"),
+        ),
+        ("cells", plain_table(cells_table(frame, run_dir), "Cells (one per config hash)", decimals=1)),
+    ]
+
+
+def render_markdown(report: Report) -> str:
+    """The report as GitHub-flavoured Markdown; figures are linked PNG files next to it."""
+    lines = [f"# rsbench report: {report.title}", "", *[f"- {line}" for line in report.headline],
+             f"- generated: {report.generated}", ""]  # fmt: skip
+    for _, table in report.summary:
+        lines += _markdown_section(table)
+    if report.figures:
+        lines += ["## Figures", ""]
+        lines += [f"![{fig.caption}]({fig.path.name})\n\n*{fig.caption}*\n" for fig in report.figures]
+    for _, table in report.details + report.provenance:
+        lines += _markdown_section(table)
+    for name, text in report.configs:
+        lines += [f"### config: {name}", "", "```", text, "```", ""]
+    return "\n".join(lines)
+
+
+def _markdown_section(table: DisplayTable) -> list[str]:
+    lines = [f"## {table.title}", ""]
+    if table.note:
+        lines += [f"*{table.note}*", ""]
+    if not table.empty:
+        lines += [to_markdown(table), ""]
+    return lines
+
+
+def render_latex(report: Report) -> str:
+    """The report's result tables as LaTeX floats (``\\usepackage{booktabs,graphicx}``), ready to ``\\input``."""
+    parts = [f"% rsbench report: {report.title} ({report.generated}); needs \\usepackage{{booktabs,graphicx}}", ""]
+    for anchor, table in report.summary:
+        if not table.empty:
+            parts += [to_latex(table, f"tab:rsbench-{anchor}"), ""]
+    return "\n".join(parts)
+
+
+def write_report(report: Report, out_dir: str | Path, formats=FORMATS) -> list[Path]:
+    """Write ``report.md`` / ``report.tex`` / ``report.html`` into ``out_dir`` (atomically); returns the paths."""
+    from .html_report import render_html
+
+    renderers = {"md": render_markdown, "tex": render_latex, "html": render_html}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        path = out_dir / f"report.{fmt}"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(renderers[fmt](report), encoding="utf-8")
+        tmp.replace(path)
+        written.append(path)
+    return written
+
+
+def parse_formats(text: str | list[str]) -> list[str]:
+    """``"md,tex"`` -> ["md", "tex"]; an unknown format is one clear error."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    formats = [f.strip().lower() for f in items if f.strip()]
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise ValueError(f"unknown report format(s) {unknown or text!r}; choose from {','.join(FORMATS)}")
+    return formats
+
+
+def report_run(
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    formats=FORMATS,
+    console=None,
+    frame: pd.DataFrame | None = None,
+    title: str | None = None,
+    task_kwargs: dict | None = None,
+) -> list[Path]:
+    """Load a run's results, print its method x task table, write figures and the report files."""
+    run_dir = Path(run_dir)
+    frame = load_results(run_dir) if frame is None else frame
+    out_dir = Path(out_dir) if out_dir else run_dir
+    report = build_report(frame, run_dir, out_dir, title, task_kwargs)
+    written = [fig.path for fig in report.figures] + write_report(report, out_dir, formats)
+    if console is not None:
+        # The terminal gets the narrow version (no CIs); the files have everything.
+        stats = analysis.seed_stats(analysis.prepare(frame), analysis.primary_metrics(frame, task_kwargs))
+        console.print(rich_table(method_task_table(stats, with_ci=False)))
+        savings = dict(report.summary)["label-savings"]
+        if not savings.empty:
+            keep = ["task", "dataset", "backbone", "result"] + (
+                ["caveat"] if (savings.text["caveat"] != "").any() else []
+            )
+            narrow = savings.text[keep]
+            console.print(rich_table(DisplayTable(savings.title, narrow, None, savings.note)))
+        console.print(f"report: {', '.join(str(p) for p in written if p.name.startswith('report.'))}")
+    return written
+
+
+def rich_table(table: DisplayTable) -> Table:
+    """A DisplayTable for the terminal (best cells bold)."""
+    text = table.text.reset_index() if not isinstance(table.text.index, pd.RangeIndex) else table.text
+    bold = table.bold_mask()
+    n_index = len(text.columns) - len(bold.columns)
+    # Text, not str: titles and notes hold "[...]" that rich would take for markup.
+    out = Table(title=Text(table.title), caption=Text(table.note) if table.note else None)
+    for col in text.columns:
+        out.add_column(" ".join(str(p) for p in col if str(p)) if isinstance(col, tuple) else str(col), justify="right")
+    for i, row in enumerate(text.itertuples(index=False)):
+        out.add_row(*(Text(str(v), style="bold" if j >= n_index and bold.iat[i, j - n_index] else "")
+                      for j, v in enumerate(row)))  # fmt: skip
+    return out
 
 
 def write_summary(frame: pd.DataFrame, spec, run_dir: str | Path, console) -> list[Path]:
-    """Print per-seed and summary tables for each task's primary metric; write table.md and PNG curves."""
+    """End of a sweep: print each task's per-seed table, then the report (tables, figures, md/tex/html)."""
     run_dir = Path(run_dir)
-    written, markdown = [], [f"# {spec.name}\n"]
-    for task_name in spec.tasks:
-        metric = get_task(task_name, **spec.task_kwargs.get(task_name, {})).primary_metric
-        rows = frame[frame["task"] == task_name]
-        per_seed = seed_table(rows, metric)
-        if per_seed.empty:
-            console.print(f"[red]{task_name}: no finished cells[/red]")
-            continue
-        console.print(_rich_table(per_seed, f"{task_name}: {metric} per label fraction and seed (test split)"))
-        summary = summary_table(rows, metric)
-        markdown += [
-            f"## {task_name}: {metric} (mean ± std over seeds)\n",
-            summary.reset_index().to_markdown(index=False),
-            "",
-            "### per seed\n",
-            per_seed.reset_index().to_markdown(index=False),
-            "",
-        ]
-        plot = label_efficiency_plot(rows, task_name, metric, run_dir / f"label_efficiency_{task_name}.png")
-        written.append(plot)
-        console.print(f"plot: {plot}")
-    failures = failed_cells(frame)
-    if not failures.empty:
-        markdown += ["## failed cells\n", failures.to_markdown(index=False), ""]
-    table_md = run_dir / "table.md"
-    tmp = table_md.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(markdown))
-    tmp.replace(table_md)
-    console.print(f"results: {run_dir / 'results.parquet'} (+ .csv), table: {table_md}")
-    return [*written, table_md]
+    prepared = analysis.prepare(frame)
+    for task, metric in analysis.primary_metrics(prepared, spec.task_kwargs).items():
+        per_seed = seed_table(prepared[prepared["task"] == task], metric)
+        if not per_seed.empty:
+            console.print(
+                rich_table(
+                    plain_table(per_seed.reset_index(), f"{task}: {metric} per label fraction and seed (test split)")
+                )
+            )
+    for task in spec.tasks:
+        if frame.empty or not ((frame["task"] == task) & (frame["status"] == "ok")).any():
+            console.print(f"[red]{task}: no finished cells[/red]")
+    if frame.empty:
+        return []
+    written = report_run(run_dir, run_dir, FORMATS, console, frame=frame, title=spec.name, task_kwargs=spec.task_kwargs)
+    # table.md is the name README and older scripts use for a sweep's Markdown; same content as report.md.
+    legacy = run_dir / "table.md"
+    legacy.write_text((run_dir / "report.md").read_text(encoding="utf-8"), encoding="utf-8")
+    written.append(legacy)
+    console.print(f"results: {run_dir / 'results.parquet'} (+ .csv)")
+    return written

@@ -80,4 +80,17 @@ say "installing rsbench[$EXTRAS]"
 "${PIP[@]}" install -q -e ".[$EXTRAS]"
 (cd / && "$VENV/bin/python" -c "import mmcv.ops, mmseg, mmdet" 2>/dev/null) \
   || die "import of mmcv.ops / mmseg / mmdet failed after install; run: $VENV/bin/python -c 'import mmcv.ops, mmseg, mmdet'"
+# Optional: a headless Chromium from Debian for the HTML report's browser test (tests/test_report.py
+# skips those checks without it). Not a pip package: playwright's own browser download is not used.
+if [ "${RSBENCH_BROWSER:-0}" = "1" ]; then
+  if command -v chromium >/dev/null 2>&1; then
+    say "chromium already installed"
+  else
+    command -v apt-get >/dev/null 2>&1 || die "RSBENCH_BROWSER=1 needs apt-get (Debian/Ubuntu); install Chromium yourself and set RSBENCH_CHROMIUM"
+    say "installing chromium (Debian package) for the HTML report test"
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium \
+      || die "apt-get install chromium failed; the report's browser test will be skipped until it is installed"
+  fi
+fi
 say "done: $VENV is ready"

@@ -1,0 +1,224 @@
+"""Analysis of the long-format result rows: bootstrap CIs, ranks, label savings, published vs ours."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark import analysis
+from benchmark.tables import method_task_table
+
+
+def row(backbone, value, fraction=1.0, seed=0, task="segmentation", metric="mIoU", method=None, arch="vit_t16",
+        dataset="synthetic", status="ok", checkpoint_hash="none"):  # fmt: skip
+    return dict(method=method or analysis.method_of(backbone), backbone=backbone, arch=arch, task=task,
+                dataset=dataset, fraction=fraction, n_train=int(100 * fraction), split_seed=0, train_seed=seed,
+                metric=metric, value=value, status=status, checkpoint_hash=checkpoint_hash,
+                config_hash=f"{backbone}-{checkpoint_hash}-{task}-{fraction}-{seed}", wall_time_s=10.0)  # fmt: skip
+
+
+def frame(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows)
+
+
+# ---- metric directions ----
+
+
+@pytest.mark.parametrize(
+    "metric, lower",
+    [("RMSE", True), ("MAE", True), ("AbsRel_ge1m", True), ("mIoU", False), ("mIoU_excl_clutter", False),
+     ("delta1.25_ge1m", False), ("OA", False), ("IoU.building", False), ("F1_change", False), ("mAP50", False)],
+)  # fmt: skip
+def test_metric_directions(metric, lower):
+    assert analysis.lower_is_better(metric) is lower
+
+
+def test_directions_agree_with_the_tasks_that_declare_one():
+    from tasks import get_task, list_tasks
+
+    declared = 0
+    for name in list_tasks():
+        task = get_task(name)
+        if hasattr(task, "higher_is_better"):
+            declared += 1
+            assert analysis.lower_is_better(task.primary_metric) is (not task.higher_is_better), name
+    assert declared >= 3  # depth (lower) and at least two higher-is-better tasks
+
+
+# ---- bootstrap CI ----
+
+
+def test_ci_collapses_when_all_seeds_agree():
+    assert analysis.bootstrap_ci([42.0, 42.0, 42.0]) == (42.0, 42.0)
+
+
+def test_ci_needs_two_seeds():
+    low, high = analysis.bootstrap_ci([42.0])
+    assert math.isnan(low) and math.isnan(high)
+    assert all(math.isnan(v) for v in analysis.bootstrap_ci([42.0, math.nan]))
+
+
+@pytest.mark.parametrize("values", [[1.0, 2.0, 3.0], [10.0, 20.0], [3.0, 1.0, 2.0]])
+def test_ci_of_up_to_three_seeds_is_min_to_max(values):
+    # Worked by hand: all n draws equal the minimum with probability n**-n >= 1/27 > 2.5 %, so the 2.5th
+    # percentile of the resampled means is the minimum (likewise the maximum on the other side).
+    assert analysis.bootstrap_ci(values) == (min(values), max(values))
+
+
+def test_ci_of_many_seeds_is_inside_the_range_and_reproducible():
+    values = np.random.default_rng(1).normal(50, 2, size=20)
+    low, high = analysis.bootstrap_ci(values)
+    assert values.min() < low < values.mean() < high < values.max()
+    assert analysis.bootstrap_ci(values) == (low, high)  # seeded: same interval every time
+    # about mean +- 1.96 standard errors for a normal sample
+    se = values.std(ddof=1) / math.sqrt(len(values))
+    assert high - low == pytest.approx(2 * 1.96 * se, rel=0.25)
+
+
+# ---- seed statistics ----
+
+
+def test_seed_stats_average_over_seeds_and_skip_failures():
+    rows = [row("random_init_vit_t16", v, seed=s) for s, v in enumerate([50.0, 52.0, 54.0])]
+    rows += [row("random_init_vit_t16", math.nan, seed=3, status="failed: RuntimeError: boom")]
+    rows += [row("random_init_vit_t16", 99.0, seed=0, metric="OA")]
+    stats = analysis.seed_stats(frame(rows), {"segmentation": "mIoU"})
+    assert len(stats) == 1
+    s = stats.iloc[0]
+    assert (s["n_seeds"], s["mean"], s["std"]) == (3, 52.0, 2.0)
+    assert (s["ci_low"], s["ci_high"]) == (50.0, 54.0)
+    assert s["method"] == "random_init"
+
+
+def test_method_comes_from_the_registry_or_the_name_prefix():
+    assert analysis.method_of("random_init_vit_t16") == "random_init"
+    assert analysis.method_of("cmid_resnet50") == "cmid"  # not registered here: prefix before _resnet
+    assert analysis.method_of("somebodys_vit_l14") == "somebodys"
+    old_store = frame([row("mae_vit_t16", 1.0)]).drop(columns=["method", "arch"])
+    prepared = analysis.prepare(old_store)
+    assert prepared["method"].item() == "mae" and prepared["arch"].item() == "vit_t16"
+
+
+def test_two_checkpoints_of_one_backbone_stay_apart():
+    rows = [row("mssdf_vit_t16", 40.0, checkpoint_hash="aaaaaaaa1111"),
+            row("mssdf_vit_t16", 60.0, checkpoint_hash="bbbbbbbb2222")]  # fmt: skip
+    stats = analysis.seed_stats(frame(rows))
+    assert sorted(stats["backbone"]) == ["mssdf_vit_t16@aaaaaaaa", "mssdf_vit_t16@bbbbbbbb"]
+    assert sorted(stats["mean"]) == [40.0, 60.0]
+
+
+# ---- ranks ----
+
+
+def test_ranks_are_direction_aware_and_ties_share_the_better_rank():
+    rows = [row("random_init_vit_t16", 50.0), row("mae_vit_t16", 60.0), row("mssdf_vit_t16", 60.0)]
+    rows += [row(b, v, task="depth", metric="RMSE")
+             for b, v in (("random_init_vit_t16", 2.0), ("mae_vit_t16", 1.5), ("mssdf_vit_t16", 1.0))]  # fmt: skip
+    ranked = analysis.with_ranks(analysis.seed_stats(frame(rows)))
+    ranks = ranked.set_index(["task", "backbone"])["rank"]
+    assert ranks["segmentation"].to_dict() == {"mae_vit_t16": 1, "mssdf_vit_t16": 1, "random_init_vit_t16": 3}
+    assert ranks["depth"].to_dict() == {"mae_vit_t16": 2, "mssdf_vit_t16": 1, "random_init_vit_t16": 3}
+
+
+def test_best_cell_per_column_is_bold_in_the_method_task_table():
+    rows = [
+        row(b, v, task="depth", metric="RMSE", fraction=f)
+        for b, v, f in (("random_init_vit_t16", 2.0, 1.0), ("mssdf_vit_t16", 1.0, 1.0), ("mssdf_vit_t16", 3.0, 0.5))
+    ]
+    table = method_task_table(analysis.seed_stats(frame(rows)))
+    column = ("depth RMSE ↓", "100 %")
+    assert table.bold.loc[("mssdf", "mssdf_vit_t16"), column]  # lowest RMSE
+    assert not table.bold.loc[("random_init", "random_init_vit_t16"), column]
+    assert not table.bold[("depth RMSE ↓", "50 %")].any()  # a column with one entry has no winner
+    assert table.text.loc[("random_init", "random_init_vit_t16"), ("depth RMSE ↓", "50 %")] == "–"
+
+
+# ---- label savings ----
+
+
+def savings_rows(task="segmentation", metric="mIoU", error=False):
+    """random init reaches 60 at 100 %; mssdf matches it at 10 %, mae never does; two seeds at +-1 around each mean.
+
+    ``error=True`` turns every score v into 100 - v, an error metric where the same ranking is reversed.
+    """
+    curves = {
+        "random_init_vit_t16": [30, 40, 50, 60],
+        "mssdf_vit_t16": [50, 61, 65, 70],
+        "mae_vit_t16": [35, 45, 55, 59],
+    }
+    return [
+        row(b, (100 - v - d) if error else v + d, fraction=f, seed=s, task=task, metric=metric)
+        for b, values in curves.items()
+        for f, v in zip([0.05, 0.1, 0.25, 1.0], values)
+        for s, d in enumerate((-1, 1))
+    ]
+
+
+def test_label_savings_found_and_not_reached():
+    savings = analysis.label_savings(analysis.seed_stats(frame(savings_rows()))).set_index("backbone")
+    assert savings.loc["mssdf_vit_t16", "fraction_needed"] == 0.1
+    assert savings.loc["mssdf_vit_t16", "labels_saved"] == pytest.approx(0.9)
+    assert savings.loc["mssdf_vit_t16", "result"] == "10 % of labels (saves 90 %)"
+    assert savings.loc["mssdf_vit_t16", "baseline"] == "random_init_vit_t16"
+    assert savings.loc["mssdf_vit_t16", "baseline_mean"] == 60.0
+    assert math.isnan(savings.loc["mae_vit_t16", "fraction_needed"])
+    assert savings.loc["mae_vit_t16", "result"] == "not reached (best 59.00 vs 60.00)"
+    assert "random_init_vit_t16" not in savings.index  # the baseline is not compared with itself
+
+
+def test_label_savings_for_lower_is_better_metrics():
+    # RMSE = 100 - score: random init 40 at 100 %; mssdf 50, 39, ... -> 10 % (a higher-is-better reading would
+    # wrongly take 5 %, where 50 >= 40); mae 65, 55, 45, 41 never gets down to 40.
+    rows = savings_rows(task="depth", metric="RMSE", error=True)
+    savings = analysis.label_savings(analysis.seed_stats(frame(rows))).set_index("backbone")
+    assert savings.loc["mssdf_vit_t16", "fraction_needed"] == 0.1
+    assert savings.loc["mssdf_vit_t16", "mean_at_fraction"] == 39.0
+    assert savings.loc["mae_vit_t16", "result"] == "not reached (best 41.00 vs 40.00)"
+
+
+def test_label_savings_needs_a_baseline_at_full_labels():
+    rows = [r for r in savings_rows() if not (r["method"] == "random_init" and r["fraction"] == 1.0)]
+    savings = analysis.label_savings(analysis.seed_stats(frame(rows)))
+    assert set(savings["result"]) == {"no random-init baseline at 100 % labels"}
+
+
+def test_label_savings_pick_the_baseline_of_the_same_architecture():
+    rows = [row("random_init_vit_t16", 60.0), row("random_init_vit_s16", 80.0, arch="vit_s16"),
+            row("mssdf_vit_t16", 65.0), row("mssdf_vit_s16", 70.0, arch="vit_s16")]  # fmt: skip
+    savings = analysis.label_savings(analysis.seed_stats(frame(rows))).set_index("backbone")
+    assert savings.loc["mssdf_vit_t16", "baseline"] == "random_init_vit_t16"
+    assert savings.loc["mssdf_vit_s16", "baseline"] == "random_init_vit_s16"
+    assert savings.loc["mssdf_vit_s16", "result"].startswith("not reached")
+
+
+def test_label_savings_warn_when_random_init_is_better_with_fewer_labels():
+    rows = [row("random_init_vit_t16", 50.0, fraction=0.1), row("random_init_vit_t16", 40.0),
+            row("mssdf_vit_t16", 45.0, fraction=0.1)]  # fmt: skip
+    savings = analysis.label_savings(analysis.seed_stats(frame(rows)))
+    assert savings["caveat"].item() == "random init scores better at 10 % than at 100 %"
+
+
+# ---- published vs ours ----
+
+
+def test_published_rows_match_method_task_dataset_fraction_metric():
+    reference = analysis.load_reference()
+    assert {"mssdf", "cmid"} <= set(reference["method"])
+    rows = [row("mssdf_vit_t16", 70.0, fraction=0.5, dataset="potsdam", seed=s) for s in (0, 1)]
+    rows += [row("mssdf_vit_t16", 50.0, fraction=1.0, dataset="potsdam")]  # no published number at 100 %
+    rows += [row("mae_vit_t16", 10.0, task="detection", metric="mAP50", dataset="dota")]
+    rows += [row("mae_vit_t16", 5.0, task="detection", metric="mAP", dataset="dota")]  # COCO mAP: not the same
+    out = analysis.published_vs_ours(analysis.seed_stats(frame(rows)), reference)
+    potsdam = out[out["task"] == "segmentation"]
+    assert len(potsdam) == 1
+    assert potsdam.iloc[0][["dataset", "fraction", "published", "ours"]].tolist() == ["ISPRS Potsdam", 0.5, 78.30, 70.0]
+    assert potsdam.iloc[0]["delta"] == pytest.approx(-8.3)
+    dota = out[out["task"] == "detection"]  # two published MAE backbones (ViT-B-RVSA, ViTAE-B-RVSA)
+    assert sorted(dota["published"]) == [76.96, 78.08]
+    assert set(dota["ours"]) == {10.0} and set(dota["metric"]) == {"mAP (ours: mAP50)"}
+
+
+def test_synthetic_runs_match_no_published_number():
+    stats = analysis.seed_stats(frame(savings_rows()))
+    assert analysis.published_vs_ours(stats, analysis.load_reference()).empty
