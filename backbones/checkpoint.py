@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -13,6 +13,8 @@ from torch import nn
 FORMAT = "rsbench-encoder"
 #: Parameters that belong to the task-side adapter, not to the pretrained encoder.
 NON_ENCODER_PREFIXES = ("pyramid.",)
+#: Per-modality input layers (``<prefix>.<modality>.*``): ViT patch embeddings, CNN stems.
+MODALITY_MODULES = ("patch_embeds", "stems")
 
 
 class CheckpointError(ValueError):
@@ -25,6 +27,8 @@ class LoadReport:
 
     missing: list[str]
     unexpected: list[str]
+    #: Input layers of modalities this run does not feed (an RGB+DSM encoder on an RGB-only task).
+    unused_modalities: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         missing, unexpected = len(self.missing), len(self.unexpected)
@@ -86,20 +90,35 @@ def load_encoder_checkpoint(
     """
     path = Path(path)
     blob = _read(path)
-    state = blob["state_dict"]
     own = encoder_state_dict(model)
+    state, unused = _drop_unused_modalities(blob["state_dict"], own, getattr(model, "modalities", None))
     wrong_shape = shape_mismatches(state, own)
     if wrong_shape:
         raise CheckpointError(f"{path}: shape mismatch for {len(wrong_shape)} keys, e.g. {wrong_shape[:3]}")
     report = LoadReport(
         missing=sorted(k for k in own if k not in state),
         unexpected=sorted(k for k in state if k not in own),
+        unused_modalities=unused,
     )
     blocking = [k for k in report.missing if not k.startswith(allow_missing)]
     if blocking or report.unexpected:
         raise CheckpointError(f"{path} does not fit {getattr(model, 'backbone_name', 'the backbone')}: {report}")
     model.load_state_dict(state, strict=False)
     return report
+
+
+def _drop_unused_modalities(state: dict, own: dict, modalities) -> tuple[dict, list[str]]:
+    """Set aside the input layers of modalities the model was built without; only those, nothing else."""
+    if modalities is None:
+        return state, []
+    keep, unused = {}, set()
+    for key, value in state.items():
+        parts = key.split(".")
+        if len(parts) > 2 and parts[0] in MODALITY_MODULES and parts[1] not in modalities and key not in own:
+            unused.add(parts[1])
+        else:
+            keep[key] = value
+    return keep, sorted(unused)
 
 
 def file_hash(path: str | os.PathLike | None, length: int = 12) -> str:

@@ -6,8 +6,10 @@ import difflib
 import fnmatch
 import importlib
 import os
+import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from torch import nn
 
@@ -53,17 +55,35 @@ def register_backbone(name: str, *, method: str, arch: str, **default_cfg) -> Ca
 
 
 def load_plugins() -> None:
-    """Import third-party modules named in ``$RSBENCH_PLUGINS`` (comma separated) once.
+    """Import, once, every backbone module under backbones/ and the modules named in ``$RSBENCH_PLUGINS``.
 
     A module that calls ``register_backbone`` on import adds its backbones with no change
-    to the harness.
+    to the harness: a new ``backbones/<name>.py`` (or ``backbones/<name>/backbone.py``) file, or
+    a module anywhere on the path named in ``$RSBENCH_PLUGINS`` (comma separated).
     """
     global _PLUGINS_LOADED
     if _PLUGINS_LOADED:
         return
     _PLUGINS_LOADED = True
+    for module in _builtin_backbone_modules():
+        importlib.import_module(module)
     for module in filter(None, (m.strip() for m in os.environ.get("RSBENCH_PLUGINS", "").split(","))):
         importlib.import_module(module)
+
+
+def _builtin_backbone_modules() -> list[str]:
+    """Every module of this package, and ``<subpackage>.backbone``: a new file under backbones/ registers
+    itself with no import line elsewhere (the explicit imports in ``__init__`` are only the built-in set)."""
+    package = __name__.rpartition(".")[0]
+    root = Path(__file__).parent
+    found = []
+    for info in pkgutil.iter_modules([str(root)]):
+        if info.ispkg:
+            if (root / info.name / "backbone.py").is_file():
+                found.append(f"{package}.{info.name}.backbone")
+        elif not info.name.startswith("_"):
+            found.append(f"{package}.{info.name}")
+    return found
 
 
 def list_backbones(pattern: str = "*") -> list[str]:

@@ -101,3 +101,18 @@ def test_the_sweep_config_of_the_page_validates(plugin, tmp_path):
     path.write_text(doc_block('name = "my_method_synthetic"'))
     spec = SweepSpec.from_file(path)  # checks backbone and task names, fractions and budgets
     assert [b["name"] for b in spec.backbones] == [NAME, "random_init_vit_t16"]
+
+
+def test_a_file_dropped_under_backbones_registers_itself(monkeypatch, capsys):
+    """The page's other route: the same module saved as backbones/<name>.py, no variable, no import line."""
+    path = Path(backbones.__file__).parent / "zz_doc_baseline_test.py"
+    path.write_text(doc_block("# my_baseline.py"))
+    monkeypatch.delenv("RSBENCH_PLUGINS", raising=False)
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_PLUGINS_LOADED", False)
+    try:
+        assert cli.main(["backbones", "my_*"]) == 0
+        assert NAME in capsys.readouterr().out
+    finally:
+        path.unlink()
+        sys.modules.pop("backbones.zz_doc_baseline_test", None)

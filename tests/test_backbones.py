@@ -98,3 +98,21 @@ def test_plugin_module_registers_a_backbone(tmp_path, monkeypatch):
     model = backbones.build("toy_vit", modalities=("rgb",), img_size=32, patch_size=8)
     assert len(model.vit.blocks) == 4
     backbones.registry._REGISTRY.pop("toy_vit")
+
+
+@pytest.mark.parametrize("name, kw", [("mae_vit_t16", dict(img_size=32, patch_size=8, depth=1)),
+                                      ("random_init_resnet50", {})])  # fmt: skip
+def test_an_rgb_dsm_encoder_loads_into_an_rgb_only_run(tmp_path, name, kw):
+    """RGB-only tasks (change detection, depth) reuse an RGB+DSM encoder: the DSM input layer is set aside."""
+    torch.manual_seed(0)
+    both = backbones.build(name, ("rgb", "dsm"), **kw)
+    path = backbones.save_encoder_checkpoint(both, tmp_path / "enc.pth", img_size=32)
+    rgb = backbones.build(name, ("rgb",), checkpoint=path, **kw)
+    assert rgb.load_report.unused_modalities == ["dsm"] and not rgb.load_report.unexpected
+    ours, theirs = rgb.state_dict(), both.state_dict()
+    assert all(torch.equal(v, theirs[k]) for k, v in ours.items() if not k.startswith("pyramid."))
+    state = torch.load(path, weights_only=True)
+    state["state_dict"]["blocks_extra.weight"] = torch.zeros(1)  # anything else is still refused
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="unexpected 1"):
+        backbones.build(name, ("rgb",), checkpoint=path, **kw)
