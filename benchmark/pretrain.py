@@ -20,6 +20,7 @@ import backbones.mae.model  # noqa: F401  (registers the pretraining methods)
 import backbones.mssdf.model  # noqa: F401
 import backbones.optim  # noqa: F401  (registers the optimiser constructor)
 from backbones import save_encoder_checkpoint
+from tasks.engine import QuietConsoleMixin
 
 from .data import pretrain_pool  # noqa: F401  (registers PretrainPool)
 from .provenance import REPO_ROOT, code_version
@@ -76,6 +77,7 @@ def build_runner(
     resume: bool = False,
     launcher: str = "none",
     cfg_options: dict | None = None,
+    quiet: bool = False,
 ) -> Runner:
     """The runner a pretraining config asks for (``runner_type``), as mmengine's tools/train.py does."""
     config = Path(config)
@@ -97,6 +99,8 @@ def build_runner(
     runner_cls = RUNNERS.get(cfg.runner_type) if "runner_type" in cfg else Runner
     if runner_cls is None:
         raise KeyError(f"runner_type {cfg.runner_type!r} is not registered; known: {sorted(RUNNERS.module_dict)}")
+    if quiet:  # inside a sweep: a progress bar shows the run, the log file has everything
+        runner_cls = type(f"Quiet{runner_cls.__name__}", (QuietConsoleMixin, runner_cls), {})
     return runner_cls.from_cfg(cfg)
 
 

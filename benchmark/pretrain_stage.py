@@ -8,13 +8,14 @@ the same registered runner as ``rsbench pretrain`` into ``RUN_DIR/pretrain/NAME`
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mmengine.hooks import Hook
+
+from .provenance import REPO_ROOT
 
 PREFIX = "pretrain:"
 
@@ -50,6 +51,7 @@ def check_entries(entries: Sequence[dict], referenced: Sequence[str | None]) -> 
     names = [e.name for e in parsed]
     if len(set(names)) != len(names):
         raise ValueError(f"pretrain entry names must be unique, got {names}")
+    parsed = [replace(e, config=_find_config(e.config)) for e in parsed]
     for e in parsed:
         if not Path(e.config).is_file():
             raise FileNotFoundError(
@@ -59,6 +61,14 @@ def check_entries(entries: Sequence[dict], referenced: Sequence[str | None]) -> 
         if ref not in names:
             raise ValueError(f"checkpoint 'pretrain:{ref}' names no pretrain entry; declared: {names}")
     return parsed
+
+
+def _find_config(path: str) -> str:
+    """A relative config path from the current directory, else from the repository (``rsbench demo`` anywhere)."""
+    if Path(path).is_file() or Path(path).is_absolute():
+        return path
+    in_repo = REPO_ROOT / path
+    return str(in_repo) if in_repo.is_file() else path
 
 
 def encoder_path(run_dir: str | Path, name: str) -> Path:
@@ -82,21 +92,13 @@ def run_pretraining(
             log(f"pretrain {e.name}: reusing {path}")
             continue
         # resume=True picks up the newest epoch checkpoint in the work dir, or starts fresh when there is none.
-        runner = build_runner(e.config, path.parent, resume=True, cfg_options=e.cfg_options)
-        _quiet_console(runner)
+        runner = build_runner(e.config, path.parent, resume=True, cfg_options=e.cfg_options, quiet=True)
         if progress is not None:
             runner.register_hook(_StageProgressHook(e.name, progress), priority="VERY_LOW")
         start = time.perf_counter()
         runner.train()
         log(f"pretrain {e.name}: {e.config} done in {time.perf_counter() - start:.0f} s -> {path}")
     return paths
-
-
-def _quiet_console(runner) -> None:
-    """Warnings only on the console (a progress bar shows the rest); the full log stays in the work dir."""
-    for handler in runner.logger.handlers:
-        if type(handler) is logging.StreamHandler:
-            handler.setLevel(logging.WARNING)
 
 
 class _StageProgressHook(Hook):
@@ -107,3 +109,43 @@ class _StageProgressHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         self.callback(self.name, runner.iter + 1, runner.max_iters)
+
+
+def run_spec_pretraining(entries: Sequence[dict], run_dir: str | Path, console) -> dict[str, Path]:
+    """The sweep's first stage with a progress bar per entry (``console``: a rich Console)."""
+    from rich import progress as rp
+
+    bars: dict[str, int] = {}
+    columns = (rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TimeElapsedColumn(),
+               rp.TimeRemainingColumn())  # fmt: skip
+    with rp.Progress(*columns, console=console) as progress:
+
+        def update(name: str, iteration: int, total: int) -> None:
+            if name not in bars:
+                bars[name] = progress.add_task(f"pretrain {name}", total=total)
+            progress.update(bars[name], completed=iteration)
+
+        return run_pretraining(check_entries(entries, []), run_dir, progress=update, log=progress.console.print)
+
+
+def pretraining_table(run_dir: str | Path):
+    """One row per encoder pretrained in ``run_dir`` (the fairness table: what each method got, as run)."""
+    import pandas as pd
+    import torch
+
+    from backbones.checkpoint import read_meta
+
+    rows = []
+    for path in sorted(Path(run_dir).glob("pretrain/*/encoder.pth")):
+        meta = read_meta(path)
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        rows.append({
+            "entry": path.parent.name, "method": meta.get("method", ""), "encoder": meta.get("arch", ""),
+            "params (M)": round(sum(v.numel() for v in state.values()) / 1e6, 2),
+            "input": f"{meta.get('img_size', '?')} px / patch {meta.get('patch_size', '?')}",
+            "modalities": "+".join(meta.get("modalities", [])), "data": meta.get("train_data", ""),
+            "samples": meta.get("train_samples"), "batch": meta.get("batch_size"), "epochs": meta.get("epochs"),
+            "iterations": meta.get("iters"), "wall time (s)": meta.get("wall_time_s"),
+            "config": Path(str(meta.get("config", ""))).name,
+        })  # fmt: skip
+    return pd.DataFrame(rows)

@@ -361,7 +361,9 @@ def report_run(
     if console is not None:
         # The terminal gets the narrow version (no CIs); the files have everything.
         stats = analysis.seed_stats(analysis.prepare(frame), analysis.primary_metrics(frame, task_kwargs))
-        console.print(rich_table(method_task_table(stats, with_ci=False)))
+        # One narrow table per task and dataset: all tasks side by side do not fit a terminal.
+        for _, per_task in stats.groupby(["task", "dataset"], sort=False):
+            console.print(rich_table(method_task_table(per_task, with_ci=False)))
         savings = dict(report.summary)["label-savings"]
         if not savings.empty:
             keep = ["task", "dataset", "backbone", "result"] + (
@@ -392,7 +394,10 @@ def write_summary(frame: pd.DataFrame, spec, run_dir: str | Path, console) -> li
     """End of a sweep: print each task's per-seed table, then the report (tables, figures, md/tex/html)."""
     run_dir = Path(run_dir)
     prepared = analysis.prepare(frame)
-    for task, metric in analysis.primary_metrics(prepared, spec.task_kwargs).items():
+    keys = ["task", "dataset", "backbone", "fraction"]
+    several_seeds = not prepared.empty and prepared.groupby(keys)["config_hash"].nunique().max() > 1
+    # With one seed per cell the method x task tables below already show every value.
+    for task, metric in analysis.primary_metrics(prepared, spec.task_kwargs).items() if several_seeds else ():
         per_seed = seed_table(prepared[prepared["task"] == task], metric)
         if not per_seed.empty:
             console.print(

@@ -45,8 +45,8 @@ class ProgressHook(Hook):
         self.callback(runner.iter + 1, runner.max_iters)
 
 
-class QuietConsoleRunner(Runner):
-    """An mmengine Runner whose console shows warnings only; the full log still goes to the work dir."""
+class QuietConsoleMixin:
+    """For mmengine Runners: the console shows warnings only; the full log still goes to the work dir."""
 
     def build_logger(self, log_level="INFO", log_file=None, **kwargs) -> MMLogger:
         logger = super().build_logger(log_level=log_level, log_file=log_file, **kwargs)
@@ -54,6 +54,10 @@ class QuietConsoleRunner(Runner):
             if type(handler) is logging.StreamHandler:
                 handler.setLevel(logging.WARNING)
         return logger
+
+
+class QuietConsoleRunner(QuietConsoleMixin, Runner):
+    """The fine-tuning runner: a cell's progress is a progress bar, not mmengine's console log."""
 
 
 def finetune(

@@ -39,3 +39,37 @@ def test_stage_runs_once_then_reuses_the_encoder(tmp_path):
     mtime = paths["mae"].stat().st_mtime_ns
     run_pretraining(entries, tmp_path / "run", log=logs.append)
     assert paths["mae"].stat().st_mtime_ns == mtime and "reusing" in logs[-1]
+
+
+def test_sweep_spec_pretrains_then_fine_tunes_on_the_exported_encoder(tmp_path, synth_root):
+    from rich.console import Console
+
+    from benchmark.launch import run_sweep
+    from benchmark.progress import print_plan
+    from benchmark.results import ResultStore
+    from benchmark.sweep import SweepSpec
+
+    cfg = write_tiny_pretrain_config(tmp_path, "mae_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", TINY_MAE)
+    spec = SweepSpec(
+        name="stage", pretrain=[dict(name="mae", config=str(cfg))], tasks=["segmentation"],
+        backbones=[dict(name="mae_vit_t16", checkpoint="pretrain:mae",
+                        kwargs=dict(img_size=32, patch_size=8, depth=2))],
+        dataset=dict(name="synthetic", root=str(synth_root), size=32, n=16), fractions=[0.5],
+        budgets=dict(segmentation=dict(max_iters=2, batch_size=2, warmup_iters=0)),
+        task_kwargs=dict(segmentation=dict(head_channels=16)),
+    )  # fmt: skip
+    spec.validate()
+    console = Console(record=True, width=200)
+    run = tmp_path / "run"
+    print_plan(spec.with_pretrained(run), run, console)  # dry run: nothing pretrained or trained yet
+    assert "to run first" in console.export_text() and not (run / "pretrain").exists()
+    run_sweep(spec, run, console=console)
+    frame = ResultStore(run).load()
+    assert set(frame["status"]) == {"ok"} and set(frame["backbone"]) == {"mae_vit_t16"}
+    assert frame["checkpoint_hash"].iloc[0] == backbones.file_hash(encoder_path(run, "mae"))
+    report = (run / "report.md").read_text()
+    assert "Pretraining as run" in report and "pool" in report  # the fairness table: data, budget, wall time
+    run_sweep(spec, run, console=console)  # everything is reused: the encoder and the finished cell
+    assert "reusing" in console.export_text() and len(ResultStore(run).load()) == len(frame)
+    with pytest.raises(ValueError, match="names no pretrain entry"):
+        SweepSpec(**{**spec.__dict__, "pretrain": []}).validate()
