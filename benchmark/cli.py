@@ -147,7 +147,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     )
     spec.validate()
     run_dir = Path(args.run_dir) if args.run_dir else REPO_ROOT / "results" / "runs" / spec.name
-    run_sweep(spec, run_dir, force=args.force, console=console)
+    run_sweep(spec, run_dir, force=args.force, console=console, cell_launcher=args.launcher)
     return 0
 
 
@@ -242,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="finetune", help="run name (results/runs/<name>)")
     p.add_argument("--run-dir", default=None)
     p.add_argument("--force", action="store_true", help="recompute even if this cell has a result")
+    p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none",
+                   help="DDP across the ranks of this job: pytorch under torchrun, slurm under srun")  # fmt: skip
     for opt, example in (("dataset", "size=64"), ("backbone", "img_size=64 patch_size=8"), ("task", "head_channels=64"),
                          ("budget", "max_iters=100 batch_size=8 lr=5e-4")):  # fmt: skip
         p.add_argument(f"--{opt}-options", dest=f"{opt}_options" if opt != "budget" else "budget", nargs="+",

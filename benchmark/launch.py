@@ -24,9 +24,11 @@ from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
 
+from mmengine.dist import is_main_process
 from rich.console import Console
 
 from tasks import TrainBudget
+from tasks.engine import init_distributed
 
 from .progress import SweepProgress
 from .provenance import config_hash
@@ -99,7 +101,8 @@ def run_logged(runner: SweepRunner, cell: Cell, capture_output: bool,
     start = time.perf_counter()
     with _output_to(log) if capture_output else nullcontext():
         rows = runner.run_cell(cell, progress)
-    runner.store.append(rows)
+    if is_main_process():  # under DDP every rank ran the cell; rank 0 alone records it
+        runner.store.append(rows)
     status, wall = rows[0]["status"], time.perf_counter() - start
     with open(log, "a") as fh:
         work_dir = runner.run_dir / "cells" / chash
@@ -268,7 +271,8 @@ def _wait_for_jobs(runner: SweepRunner, submitted: list, display: SweepProgress,
 
 
 def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console: Console | None = None,
-              jobs: int = 1, launcher: str = "local", slurm: dict | None = None) -> Path:  # fmt: skip
+              jobs: int = 1, launcher: str = "local", slurm: dict | None = None,
+              cell_launcher: str = "none") -> Path:  # fmt: skip
     """Run every pending cell (inline, in ``jobs`` local workers, or as Slurm jobs), then write the summary."""
     from .report import write_summary
 
@@ -286,7 +290,13 @@ def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console
 
         run_spec_pretraining(spec.pretrain, run_dir, console)
         spec = spec.with_pretrained(run_dir)
-    runner = SweepRunner(spec, run_dir, force=force)
+    if cell_launcher != "none" and (jobs > 1 or launcher != "local"):
+        raise ValueError("DDP inside a cell (--ddp) runs under torchrun in one process per rank: use --jobs 1, local")
+    if cell_launcher != "none":
+        init_distributed(cell_launcher)
+        if not is_main_process():  # one display and one summary: rank 0's
+            console = Console(file=open(os.devnull, "w"))
+    runner = SweepRunner(spec, run_dir, force=force, cell_launcher=cell_launcher)
     runner.run_dir.mkdir(parents=True, exist_ok=True)
     runner.store.sync_csv()
     n_cells, cells = len(expand_cells(spec)), runner.pending()
@@ -305,6 +315,8 @@ def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console
             for cell in cells:
                 display.started(cell, total=TrainBudget(**spec.budget(cell.task, cell.dataset)).max_iters)
                 display.finished(run_logged(runner, cell, False, progress=display.iteration_callback(cell)))
+    if not is_main_process():
+        return runner.run_dir
     write_summary(runner.store.load(), spec, runner.run_dir, console)
     if display.failed:
         console.print(f"[red]{display.failed} cell(s) failed; see the logs under {runner.run_dir / 'logs'}[/red]")

@@ -20,7 +20,7 @@ import backbones.mae.model  # noqa: F401  (registers the pretraining methods)
 import backbones.mssdf.model  # noqa: F401
 import backbones.optim  # noqa: F401  (registers the optimiser constructor)
 from backbones import save_encoder_checkpoint
-from tasks.engine import QuietConsoleMixin
+from tasks.engine import QuietConsoleMixin, init_distributed
 
 from .data import pretrain_pool  # noqa: F401  (registers PretrainPool)
 from .provenance import REPO_ROOT, code_version
@@ -105,9 +105,6 @@ def build_runner(
 
 
 def _cpu_distributed(cfg: Config) -> None:
-    """DDP on CPU (gloo): mmengine's launcher and wrapper assume CUDA devices, so start the
-    process group here (mmengine then skips its own) and wrap without device ids."""
-    if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend="gloo")
-    cfg.env_cfg.setdefault("dist_cfg", {})["backend"] = "gloo"
-    cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False)
+    """DDP on CPU (gloo): see ``tasks.engine.init_distributed``."""
+    for key, value in init_distributed("pytorch").items():
+        cfg[key] = {**cfg.get(key, {}), **value} if key == "env_cfg" else value

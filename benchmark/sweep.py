@@ -211,7 +211,14 @@ def cell_config(spec: SweepSpec, cell: Cell) -> dict:
         "modalities": list(entry.get("modalities", spec.modalities)),
         "budget": asdict(TrainBudget(**spec.budget(cell.task, cell.dataset))),
         "task_kwargs": spec.task_options(cell.task, cell.dataset),
+        **({"world_size": world} if (world := _world_size()) > 1 else {}),  # DDP changes the numbers
     }
+
+
+def _world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def cell_hash(spec: SweepSpec, cell: Cell) -> str:
@@ -221,8 +228,9 @@ def cell_hash(spec: SweepSpec, cell: Cell) -> str:
 class SweepRunner:
     """Runs the cells of a spec into ``run_dir`` (results, per-cell work dirs), skipping finished ones."""
 
-    def __init__(self, spec: SweepSpec, run_dir: str | Path, force: bool = False) -> None:
+    def __init__(self, spec: SweepSpec, run_dir: str | Path, force: bool = False, cell_launcher: str = "none") -> None:
         self.spec = spec
+        self.cell_launcher = cell_launcher  # "pytorch" / "slurm": each cell trains with DDP across this job's ranks
         self.run_dir = Path(run_dir)
         self.store = ResultStore(self.run_dir)
         self.force = force
@@ -300,6 +308,7 @@ class SweepRunner:
                 cell.train_seed,
                 work_dir,
                 progress,
+                launcher=self.cell_launcher,
             )
         except Exception as exc:  # a failed cell is a row with its reason
             work_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from mmengine.dataset import InfiniteSampler
+from mmengine.dataset import DefaultSampler, InfiniteSampler
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner, set_random_seed
@@ -70,15 +70,22 @@ def finetune(
     seed: int,
     work_dir: str | Path,
     progress: Callable[[int, int], None] | None = None,
+    launcher: str = "none",
 ) -> FinetuneResult:
     """Train ``task`` on ``train_set`` for ``budget.max_iters`` iterations, then evaluate on ``test_set``.
 
     The training seed fixes weight init, batch order and augmentation; the backbone is
     built after seeding (hence a factory) so the same seed gives the same numbers on CPU.
+    ``launcher="pytorch"`` (under torchrun) or ``"slurm"`` trains one cell with DDP through mmengine:
+    each rank draws its own share of batches (``batch_size`` is per process) and evaluates its
+    share of the test set; the metric is computed once over all of them.
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     task = task.for_budget(budget)
+    ddp = {}
+    if launcher != "none":
+        ddp = init_distributed(launcher)  # before the samplers: they read rank and world size
     set_random_seed(seed)
     model = task.build_model(build_backbone(), modalities)
     collate = partial(task.collate, modalities=tuple(modalities))
@@ -89,7 +96,9 @@ def finetune(
         collate_fn=collate,
         num_workers=0,
     )
-    test_loader = DataLoader(test_set, batch_size=budget.eval_batch_size, shuffle=False, collate_fn=collate)
+    # DefaultSampler: in order, and sharded across ranks the way mmengine's evaluator gathers results back.
+    test_sampler = DefaultSampler(test_set, shuffle=False)
+    test_loader = DataLoader(test_set, batch_size=budget.eval_batch_size, sampler=test_sampler, collate_fn=collate)
     hooks = [ProgressHook(progress)] if progress else []
     runner = QuietConsoleRunner(
         model=model,
@@ -111,6 +120,9 @@ def finetune(
         ),
         custom_hooks=hooks,
         randomness=dict(seed=seed),
+        launcher=launcher,
+        env_cfg=ddp.get("env_cfg", dict(dist_cfg=dict(backend="nccl"))),
+        cfg=dict(model_wrapper_cfg=ddp["model_wrapper_cfg"]) if "model_wrapper_cfg" in ddp else None,
         default_scope="mmengine",
         log_level="INFO",
     )
@@ -129,6 +141,24 @@ def finetune(
         wall_time_s=wall,
         device=device,
         log_dir=runner.log_dir,
+    )
+
+
+def init_distributed(launcher: str) -> dict:
+    """Start the process group for ``launcher`` and return the Runner arguments DDP needs on this device.
+
+    mmengine's launcher and DDP wrapper assume CUDA devices; on CPU the gloo group is started here
+    (mmengine then skips its own) and the model is wrapped without device ids.
+    """
+    if launcher not in ("pytorch", "slurm"):
+        raise ValueError(f"unknown launcher {launcher!r}; choose none, pytorch (torchrun) or slurm")
+    if torch.cuda.is_available():
+        return dict(env_cfg=dict(dist_cfg=dict(backend="nccl")))
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="gloo")
+    return dict(
+        env_cfg=dict(dist_cfg=dict(backend="gloo")),
+        model_wrapper_cfg=dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False),
     )
 
 

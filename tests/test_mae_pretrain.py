@@ -42,3 +42,17 @@ def test_pretrain_and_load_the_exported_encoder(tmp_path):
     encoder = backbones.build("mae_vit_t16", ("rgb", "dsm"), checkpoint=work / "encoder.pth")
     feats = encoder({"rgb": torch.rand(1, 3, 32, 32), "dsm": torch.rand(1, 1, 32, 32)})
     assert [f.shape[-1] for f in feats] == [8, 4, 2, 1]
+
+
+def test_pretraining_resumes_from_its_last_epoch(tmp_path):
+    cfg = write_tiny_pretrain_config(tmp_path, "mae_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", TINY)
+    work = tmp_path / "work"
+    assert main(["pretrain", str(cfg), "--work-dir", str(work)]) == 0
+    first = torch.load(work / "epoch_1.pth", map_location="cpu", weights_only=False)["state_dict"]
+    argv = ["pretrain", str(cfg), "--work-dir", str(work), "--resume", "--cfg-options", "train_cfg.max_epochs=2"]
+    assert main(argv) == 0
+    meta = backbones.checkpoint.read_meta(work / "encoder.pth")
+    assert meta["epochs"] == 2 and meta["iters"] == 4  # 2 iterations per epoch: epoch 1 was not redone
+    resumed = backbones.build("mae_vit_t16", ("rgb", "dsm"), checkpoint=work / "encoder.pth")
+    key = "vit.blocks.0.attn.qkv.weight"
+    assert not torch.equal(resumed.state_dict()[key], first[f"student.{key}"])  # it trained on from epoch 1
