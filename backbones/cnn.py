@@ -50,6 +50,18 @@ class _MultiModalStem(nn.Module):
     stems: nn.ModuleDict
     modalities: tuple[str, ...]
 
+    def __init__(self, modalities: Sequence[str], in_chans: Mapping[str, int] | None, img_size: int | None,
+                 patch_size: int, depth: int | None) -> None:  # fmt: skip
+        super().__init__()
+        _check_geometry(patch_size, depth)
+        self.channels = _channels(modalities, in_chans)
+        self.modalities, self.patch_size = tuple(modalities), patch_size
+        self.img_size = img_size  # the pretraining size, recorded only: these encoders take any input size
+
+    def _stems(self, first: nn.Conv2d, **geometry) -> nn.ModuleDict:
+        """One copy of the network's first convolution per modality, with that modality's channel count."""
+        return nn.ModuleDict({m: nn.Conv2d(self.channels[m], first.out_channels, **geometry) for m in self.modalities})
+
     def _fused_stem(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         missing = [m for m in self.modalities if m not in inputs]
         if missing:
@@ -76,17 +88,13 @@ class MultiModalResNet(_MultiModalStem):
         depth: int | None = None,
         **timm_kwargs,
     ) -> None:
-        super().__init__()
-        _check_geometry(patch_size, depth)
-        channels = _channels(modalities, in_chans)
-        self.modalities, self.patch_size = tuple(modalities), patch_size
-        self.img_size = img_size  # the pretraining size, recorded only: convolutions take any size
+        super().__init__(modalities, in_chans, img_size, patch_size, depth)
         self.net = timm.create_model(arch, pretrained=False, num_classes=0, global_pool="", **timm_kwargs)
         conv1 = self.net.conv1
         if not isinstance(conv1, nn.Conv2d):
             raise ValueError(f"{arch} has a deep stem ({type(conv1).__name__}); only single-conv stems are supported")
-        geometry = dict(kernel_size=conv1.kernel_size, stride=conv1.stride, padding=conv1.padding, bias=False)
-        self.stems = nn.ModuleDict({m: nn.Conv2d(channels[m], conv1.out_channels, **geometry) for m in self.modalities})
+        self.stems = self._stems(conv1, kernel_size=conv1.kernel_size, stride=conv1.stride, padding=conv1.padding,
+                                 bias=False)  # fmt: skip
         self.net.conv1 = nn.Identity()  # replaced by the per-modality stems
         self.embed_dim = conv1.out_channels
         self.embed_stride = self.net.feature_info[1]["reduction"]  # stem (conv1 + max-pool): 4
@@ -124,19 +132,13 @@ class MultiModalSwin(_MultiModalStem):
         depth: int | None = None,
         **timm_kwargs,
     ) -> None:
-        super().__init__()
-        _check_geometry(patch_size, depth)
-        channels = _channels(modalities, in_chans)
-        self.modalities, self.patch_size = tuple(modalities), patch_size
-        self.img_size = img_size  # the pretraining size, recorded only (see the class docstring)
+        super().__init__(modalities, in_chans, img_size, patch_size, depth)
         self.net = timm.create_model(
             arch, pretrained=False, num_classes=0, img_size=224, strict_img_size=False, dynamic_img_size=True,
             **timm_kwargs,
         )  # fmt: skip
         proj = self.net.patch_embed.proj
-        self.stems = nn.ModuleDict(
-            {m: nn.Conv2d(channels[m], proj.out_channels, proj.kernel_size, proj.stride) for m in self.modalities}
-        )
+        self.stems = self._stems(proj, kernel_size=proj.kernel_size, stride=proj.stride)
         self.net.patch_embed.proj = nn.Identity()  # replaced by the per-modality stems
         self.embed_dim = proj.out_channels
         self.embed_stride = proj.stride[0]  # the patch size, 4
