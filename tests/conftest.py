@@ -38,3 +38,19 @@ def write_tiny_pretrain_config(tmp_path, base: str, model: dict, epochs: int = 1
         "param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]\n"
     )
     return path
+
+
+def run_two_ranks(*cli_args: str) -> None:
+    """``rsbench CLI_ARGS`` as two gloo ranks under torchrun on CPU (one thread each); fails with its output."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+           "--master_addr=127.0.0.1", "-m", "benchmark.cli", *cli_args]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -4,6 +4,7 @@ import sys
 
 import pandas as pd
 import pytest
+from conftest import run_two_ranks
 
 from benchmark.cli import main
 
@@ -110,23 +111,13 @@ def test_option_values_keep_tile_ids_as_strings():
 def test_finetune_one_cell_with_ddp_on_two_cpu_ranks(tmp_path):
     """`rsbench finetune --launcher pytorch` under torchrun: two gloo ranks train one cell with DDP and rank 0
     alone writes its rows, evaluated over the whole test split (each rank scores its half)."""
-    import os
-    import socket
-    import subprocess
-    import sys
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     run_dir = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-           "--master_addr=127.0.0.1", "-m", "benchmark.cli", "finetune", "--task", "segmentation",
-           "--backbone", "random_init_vit_t16", "--fraction", "0.5", "--run-dir", str(run_dir), "--launcher", "pytorch",
-           "--dataset-options", "size=32", "n=8", f"root={tmp_path / 'data'}", "--backbone-options", "img_size=32",
-           "patch_size=8", "depth=2", "--task-options", "head_channels=16", "norm=GN",
-           "--budget", "max_iters=3", "batch_size=2", "eval_batch_size=2"]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    run_two_ranks(
+        "finetune", "--task", "segmentation", "--backbone", "random_init_vit_t16", "--fraction", "0.5",
+        "--run-dir", str(run_dir), "--launcher", "pytorch", "--dataset-options", "size=32", "n=8",
+        f"root={tmp_path / 'data'}", "--backbone-options", "img_size=32", "patch_size=8", "depth=2",
+        "--task-options", "head_channels=16", "norm=GN", "--budget", "max_iters=3", "batch_size=2", "eval_batch_size=2",
+    )  # fmt: skip
     frame = pd.read_parquet(run_dir / "results.parquet")
     assert (frame["status"] == "ok").all() and frame["metric"].is_unique  # one row per metric: rank 0 wrote
     log = next((run_dir / "cells").rglob("*.log")).read_text()

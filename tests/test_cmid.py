@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import write_tiny_pretrain_config
+from conftest import run_two_ranks, write_tiny_pretrain_config
 from mmengine.config import ConfigDict
 from mmengine.logging import MessageHub
 from torch.utils.data import Subset
@@ -281,20 +281,8 @@ def test_resnet50_config_exports_an_encoder_that_builds(tmp_path):
 
 def test_two_process_ddp_gathers_queue_keys(tmp_path):
     """Two gloo ranks: each step enqueues the keys of both ranks (4 samples x 2 ranks, one direction)."""
-    import os
-    import socket
-    import subprocess
-    import sys
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     cfg, work = _tiny_config(tmp_path), tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-           "--master_addr=127.0.0.1", "-m", "benchmark.cli", "pretrain", str(cfg), "--work-dir", str(work),
-           "--launcher", "pytorch"]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    run_two_ranks("pretrain", str(cfg), "--work-dir", str(work), "--launcher", "pytorch")
     log = next(work.rglob("*.log")).read_text()
     assert "Distributed training: True" in log and "Epoch(train) [1][1/1]" in log
     state = torch.load(work / "epoch_1.pth", map_location="cpu", weights_only=False)["state_dict"]

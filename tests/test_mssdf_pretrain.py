@@ -1,10 +1,9 @@
 import math
-import os
 from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import write_tiny_pretrain_config
+from conftest import run_two_ranks, write_tiny_pretrain_config
 from mmengine.config import ConfigDict
 from mmengine.logging import MessageHub
 
@@ -111,19 +110,8 @@ def test_pretrain_cli_resumes_and_exports_a_loadable_encoder(tmp_path):
 
 def test_two_process_ddp_on_cpu(tmp_path):
     """Two gloo ranks pretrain a few iterations; InfoNCE negatives are gathered across them."""
-    import socket
-    import subprocess
-    import sys
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     cfg, work = _config(tmp_path), tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-           "--master_addr=127.0.0.1", "-m", "benchmark.cli", "pretrain", str(cfg), "--work-dir", str(work),
-           "--launcher", "pytorch"]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    run_two_ranks("pretrain", str(cfg), "--work-dir", str(work), "--launcher", "pytorch")
     log = next(work.rglob("*.log")).read_text()
     assert "Distributed training: True" in log and "Distributed launcher: pytorch" in log
     assert "Epoch(train) [1][1/1]" in log  # 8 samples / (batch 4 x 2 ranks): one iteration per epoch
