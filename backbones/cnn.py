@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .registry import register_backbone
-from .vit import MODALITY_CHANNELS
+from .vit import modality_channels
 
 #: Stride of the coarsest map: input sides that are multiples of it tile every level exactly.
 CNN_PATCH_SIZE = 32
@@ -34,16 +34,6 @@ def _check_geometry(patch_size: int, depth: int | None) -> None:
         raise ValueError(f"depth {depth} (number of stages) must be 4 for ResNet/Swin backbones")
 
 
-def _channels(modalities: Sequence[str], in_chans: Mapping[str, int] | None) -> dict[str, int]:
-    if not modalities:
-        raise ValueError("a backbone needs at least one input modality, e.g. ('rgb',)")
-    channels = {**MODALITY_CHANNELS, **(in_chans or {})}
-    unknown = [m for m in modalities if m not in channels]
-    if unknown:
-        raise ValueError(f"unknown modality {unknown}; known: {sorted(channels)} (pass in_chans for new ones)")
-    return channels
-
-
 class _MultiModalStem(nn.Module):
     """Shared parts: per-modality stems averaged, contract attributes, forward = stages(embed)."""
 
@@ -54,7 +44,7 @@ class _MultiModalStem(nn.Module):
                  patch_size: int, depth: int | None) -> None:  # fmt: skip
         super().__init__()
         _check_geometry(patch_size, depth)
-        self.channels = _channels(modalities, in_chans)
+        self.channels = modality_channels(modalities, in_chans)
         self.modalities, self.patch_size = tuple(modalities), patch_size
         self.img_size = img_size  # the pretraining size, recorded only: these encoders take any input size
 
@@ -67,6 +57,10 @@ class _MultiModalStem(nn.Module):
         if missing:
             raise KeyError(f"backbone expects modalities {self.modalities}, the batch lacks {missing}")
         return torch.stack([self.stems[m](inputs[m]) for m in self.modalities]).mean(0)
+
+    def checkpoint_geometry(self) -> dict:
+        """What a checkpoint records (see MultiModalViT): the pretraining size, the fixed stride and 4 stages."""
+        return dict(img_size=self.img_size, patch_size=self.patch_size, depth=len(self.out_channels))
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
         return self.forward_features(self.embed(inputs))

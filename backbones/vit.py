@@ -14,6 +14,17 @@ from torch import nn
 MODALITY_CHANNELS = {"rgb": 3, "dsm": 1, "ms": 4}
 
 
+def modality_channels(modalities: Sequence[str], in_chans: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Input channels per modality (``in_chans`` adds or overrides); one clear error for none or an unknown one."""
+    if not modalities:
+        raise ValueError("a backbone needs at least one input modality, e.g. ('rgb',)")
+    channels = {**MODALITY_CHANNELS, **(in_chans or {})}
+    unknown = [m for m in modalities if m not in channels]
+    if unknown:
+        raise ValueError(f"unknown modality {unknown}; known: {sorted(channels)} (pass in_chans for new ones)")
+    return channels
+
+
 class MultiModalViT(nn.Module):
     """One timm ViT encoder fed by one patch embedding per modality.
 
@@ -36,12 +47,7 @@ class MultiModalViT(nn.Module):
         **timm_kwargs,
     ) -> None:
         super().__init__()
-        if not modalities:
-            raise ValueError("a backbone needs at least one input modality, e.g. ('rgb',)")
-        channels = {**MODALITY_CHANNELS, **(in_chans or {})}
-        unknown = [m for m in modalities if m not in channels]
-        if unknown:
-            raise ValueError(f"unknown modality {unknown}; known: {sorted(channels)} (pass in_chans for new ones)")
+        channels = modality_channels(modalities, in_chans)
         self.modalities = tuple(modalities)
         self.patch_size = patch_size
         self.vit = timm.create_model(
@@ -115,6 +121,11 @@ class MultiModalViT(nn.Module):
                 out = self.vit.norm(x) if i == last else x
                 feats[i] = out[:, prefix:].transpose(1, 2).reshape(b, c, h, w)
         return [feats[i] for i in self.out_indices]
+
+    def checkpoint_geometry(self) -> dict:
+        """The builder arguments a checkpoint records so ``backbones.build`` recreates these shapes."""
+        return dict(img_size=int(self.grid_size[0] * self.patch_size), patch_size=self.patch_size,
+                    depth=len(self.vit.blocks))  # fmt: skip
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
         return list(self.pyramid(self.encode(self.embed(inputs))))

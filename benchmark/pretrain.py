@@ -63,9 +63,8 @@ class PretrainRunner(Runner):
         path = Path(path or Path(self.work_dir) / "encoder.pth")
         save_encoder_checkpoint(
             encoder, path, method=type(model).__name__.lower(), arch=getattr(model, "arch", ""),
-            img_size=int(encoder.grid_size[0] * encoder.patch_size), patch_size=encoder.patch_size,
-            depth=len(encoder.vit.blocks),
-            epochs=self.epoch, iters=self.iter, config=self.cfg.filename, code_version=code_version(), **extra_meta,
+            **encoder.checkpoint_geometry(), epochs=self.epoch, iters=self.iter, config=self.cfg.filename,
+            code_version=code_version(), **extra_meta,
         )  # fmt: skip
         self.logger.info(f"encoder checkpoint written to {path}")
         return path

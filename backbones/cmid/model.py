@@ -23,7 +23,6 @@ encoders); the downstream backbone is the student encoder. Not a port of the off
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -84,24 +83,6 @@ class CMIDStudent(nn.Module):
     def project(self, feat: Tensor) -> Tensor:
         """L2-normalised global embedding of a B x C x h x w map."""
         return F.normalize(self.projector((feat,))[0], dim=-1)
-
-
-class _HierarchicalExport:
-    """What ``PretrainRunner.export_encoder`` reads from an encoder, for ResNet/Swin.
-
-    The runner records ViT geometry (``grid_size`` x ``patch_size`` = image size, depth =
-    ``len(vit.blocks)``); here that is the pretraining image size, the coarsest stride 32 and
-    the 4 stages, which the ResNet/Swin builders accept and check. The saved weights are the
-    encoder's own state dict.
-    """
-
-    def __init__(self, encoder: nn.Module, img_size: int) -> None:
-        self.encoder, self.modalities, self.patch_size = encoder, encoder.modalities, encoder.patch_size
-        self.grid_size = (img_size // encoder.patch_size,) * 2
-        self.vit = SimpleNamespace(blocks=range(len(encoder.out_channels)))
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return self.encoder.state_dict()
 
 
 @MODELS.register_module()
@@ -193,8 +174,7 @@ class CMID(BaseModel):
 
     def export_encoder(self) -> nn.Module:
         """The downstream backbone: the student encoder (the teacher is only a training target)."""
-        encoder = self.student.encoder
-        return encoder if isinstance(encoder, MultiModalViT) else _HierarchicalExport(encoder, self.img_size)
+        return self.student.encoder
 
     def _pixel_targets(self, raw: dict[str, Tensor], x: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Stacked normalised modalities (the MIM target) and per-channel validity (nodata = 0)."""
