@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
-from mmengine.hooks import Hook
+from tasks.engine import ProgressHook
 
 from .provenance import REPO_ROOT
 
@@ -94,21 +95,11 @@ def run_pretraining(
         # resume=True picks up the newest epoch checkpoint in the work dir, or starts fresh when there is none.
         runner = build_runner(e.config, path.parent, resume=True, cfg_options=e.cfg_options, quiet=True)
         if progress is not None:
-            runner.register_hook(_StageProgressHook(e.name, progress), priority="VERY_LOW")
+            runner.register_hook(ProgressHook(partial(progress, e.name)), priority="VERY_LOW")
         start = time.perf_counter()
         runner.train()
         log(f"pretrain {e.name}: {e.config} done in {time.perf_counter() - start:.0f} s -> {path}")
     return paths
-
-
-class _StageProgressHook(Hook):
-    """Reports each finished pretraining iteration as (entry name, iteration, total)."""
-
-    def __init__(self, name: str, callback: Callable[[str, int, int], None]) -> None:
-        self.name, self.callback = name, callback
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        self.callback(self.name, runner.iter + 1, runner.max_iters)
 
 
 def run_spec_pretraining(entries: Sequence[dict], run_dir: str | Path, console) -> dict[str, Path]:
