@@ -7,6 +7,17 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny models: on a busy 2-core machine every OpenMP barrier of a
+    2-thread team spin-waits (measured 10x slower in detection); one thread is as fast when idle.
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory):
     """A synthetic benchmark cache shared by the tests of one session (generated on first use)."""

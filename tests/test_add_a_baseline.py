@@ -23,14 +23,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "add_a_baseline.md"
 NAME = "my_convnext_atto"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: these models are tiny, and on a busy 2-core machine a 2-thread OpenMP team spin-waits
-    (see tests/test_task_detection.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, busy 2-core machine
 
 
 def doc_block(first_line: str) -> str:

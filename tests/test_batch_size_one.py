@@ -31,14 +31,7 @@ MODALITIES = ("rgb", "dsm")
 TINY_VIT = dict(img_size=32, patch_size=16, depth=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: these models are tiny, and on a busy 2-core machine a 2-thread OpenMP team spin-waits
-    (see tests/test_task_detection.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, busy 2-core machine
 
 
 @pytest.fixture(scope="module")

@@ -20,14 +20,7 @@ def _tiny_backbone(modalities=("rgb",)):
     return lambda: backbones.build("random_init_vit_t16", modalities, **TINY)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread here: Faster R-CNN runs many tiny ops (per level, per image), and on a busy 2-core
-    machine every OpenMP barrier of a 2-thread team spin-waits (measured 10x slower); one thread is as fast idle."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, busy 2-core machine
 
 
 @pytest.fixture(scope="module")
