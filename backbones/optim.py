@@ -5,7 +5,7 @@ from __future__ import annotations
 from mmengine.optim import DefaultOptimWrapperConstructor
 from torch import nn
 
-from .mmregistry import OPTIM_WRAPPER_CONSTRUCTORS
+from rsbench.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()

@@ -7,6 +7,7 @@ import fnmatch
 import importlib
 import os
 import pkgutil
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ class BackboneSpec:
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
+#: Builder arguments a checkpoint records (``checkpoint_geometry()``) and ``build`` passes back.
+GEOMETRY_KEYS = ("img_size", "patch_size", "depth", "fusion")
 _PLUGINS_LOADED = False
 
 
@@ -121,13 +124,15 @@ def build(
     if checkpoint is not None:
         from .checkpoint import read_meta
 
-        meta = {k: v for k, v in read_meta(checkpoint).items() if k in ("img_size", "patch_size", "depth")}
+        meta = {k: v for k, v in read_meta(checkpoint).items() if k in GEOMETRY_KEYS}
     # Geometry recorded in the checkpoint beats the registration default; explicit kwargs beat both.
     cfg = {**spec.default_cfg, **meta, **kwargs}
     model = spec.builder(modalities=tuple(modalities), **cfg)
     model.backbone_name = name
     model.method = spec.method
-    model.arch = spec.arch
+    # The arch a row records says what was built: a ViT-Ti run at patch 8 is vit_t8, not the registered vit_t16.
+    patch = cfg.get("patch_size")
+    model.arch = re.sub(r"\d+$", str(patch), spec.arch) if patch and re.match(r"vit_\w\d+$", spec.arch) else spec.arch
     if checkpoint is not None:
         from .checkpoint import load_encoder_checkpoint
 

@@ -25,13 +25,20 @@ def modality_channels(modalities: Sequence[str], in_chans: Mapping[str, int] | N
     return channels
 
 
+#: How the modalities of one sample meet in the encoder (``fusion=``).
+FUSIONS = ("mean", "late")
+
+
 class MultiModalViT(nn.Module):
     """One timm ViT encoder fed by one patch embedding per modality.
 
-    Token embeddings of the modalities present are averaged, so RGB-only and RGB+DSM runs
-    share the encoder and the token count (MSSDF gives each modality its own embedding for
-    the same reason). Features of four evenly spaced blocks go through mmseg's
-    ``Feature2Pyramid`` (a ViTDet-style simple feature pyramid) to strides 4, 8, 16, 32 (patch size 8 or 16).
+    ``fusion="mean"`` (MAE, CMID, random init): the modalities' patch tokens are averaged into
+    one sequence, so RGB-only and RGB+DSM runs share the encoder and the token count.
+    ``fusion="late"`` (MSSDF): each modality runs through the shared encoder as its own token
+    sequence, exactly as MSSDF pretrains, and the modalities' feature maps are averaged after the
+    encoder; a method must be evaluated through the input it was pretrained on. Features of four
+    evenly spaced blocks go through mmseg's ``Feature2Pyramid`` (a ViTDet-style simple feature
+    pyramid) to strides 4, 8, 16, 32 (patch size 8 or 16).
     """
 
     def __init__(
@@ -44,12 +51,16 @@ class MultiModalViT(nn.Module):
         out_indices: Sequence[int] | None = None,
         drop_path_rate: float = 0.0,
         pyramid_norm: str = "BN",
+        fusion: str = "mean",
         **timm_kwargs,
     ) -> None:
         super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; choose one of {FUSIONS}")
         channels = modality_channels(modalities, in_chans)
         self.modalities = tuple(modalities)
         self.patch_size = patch_size
+        self.fusion = fusion
         self.vit = timm.create_model(
             arch,
             pretrained=False,
@@ -81,13 +92,28 @@ class MultiModalViT(nn.Module):
         self.embed_dim = embed_dim
         self.out_channels = [embed_dim] * 4
 
-    def embed(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Average the per-modality patch tokens: B x h x w x C."""
+    def _check_inputs(self, inputs: Mapping[str, torch.Tensor]) -> None:
         missing = [m for m in self.modalities if m not in inputs]
         if missing:
             raise KeyError(f"backbone expects modalities {self.modalities}, the batch lacks {missing}")
+
+    def embed(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Average the per-modality patch tokens: B x h x w x C (the ``mean`` fusion's one sequence)."""
+        self._check_inputs(inputs)
         tokens = [self.patch_embeds[m](inputs[m]) for m in self.modalities]
         return torch.stack(tokens).mean(0)
+
+    def encode_inputs(self, inputs: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The encoder's out_indices maps (B x C x h x w) for normalised inputs, fused as ``fusion`` says."""
+        if self.fusion == "mean":
+            return self.encode(self.embed(inputs))
+        self._check_inputs(inputs)
+        per_modality = [self.encode(self.patch_embeds[m](inputs[m])) for m in self.modalities]
+        return [torch.stack(level).mean(0) for level in zip(*per_modality)]
+
+    def frozen_parts(self):
+        """The frozen protocol's split (``tasks.features``): encoder maps, the task-side pyramid, frozen modules."""
+        return self.encode_inputs, self.pyramid, [self.vit, self.patch_embeds]
 
     def use_fixed_sincos_positions(self) -> None:
         """Freeze the position embedding to a 2-D sin-cos table (zero at the prefix tokens), as
@@ -125,10 +151,10 @@ class MultiModalViT(nn.Module):
     def checkpoint_geometry(self) -> dict:
         """The builder arguments a checkpoint records so ``backbones.build`` recreates these shapes."""
         return dict(img_size=int(self.grid_size[0] * self.patch_size), patch_size=self.patch_size,
-                    depth=len(self.vit.blocks))  # fmt: skip
+                    depth=len(self.vit.blocks), fusion=self.fusion)  # fmt: skip
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
-        return list(self.pyramid(self.encode(self.embed(inputs))))
+        return list(self.pyramid(self.encode_inputs(inputs)))
 
 
 #: Encoder sizes by short name, mapped to timm architectures.
@@ -140,10 +166,12 @@ VIT_ARCHS = {
 }
 
 
-def register_vit_backbones(method: str, doc: str, sizes=("vit_t16", "vit_s16", "vit_b16"), img_size: int = 224) -> None:
+def register_vit_backbones(method: str, doc: str, sizes=("vit_t16", "vit_s16", "vit_b16"), img_size: int = 224,
+                           **defaults) -> None:  # fmt: skip
     """Register ``<method>_<size>`` for each ViT size: the shared encoder a pretraining method exports.
 
-    ``doc`` is formatted with ``arch`` and becomes the description ``rsbench backbones`` shows.
+    ``doc`` is formatted with ``arch`` and becomes the description ``rsbench backbones`` shows;
+    ``defaults`` (e.g. ``fusion="late"``) travel with the registration like the input size.
     """
     from .registry import register_backbone
 
@@ -153,4 +181,5 @@ def register_vit_backbones(method: str, doc: str, sizes=("vit_t16", "vit_s16", "
             return MultiModalViT(VIT_ARCHS[_short], modalities=modalities, **kw)
 
         builder.__doc__ = doc.format(arch=short)
-        register_backbone(f"{method}_{short}", method=method, arch=short, img_size=img_size, patch_size=16)(builder)
+        register_backbone(f"{method}_{short}", method=method, arch=short, img_size=img_size, patch_size=16,
+                          **defaults)(builder)  # fmt: skip

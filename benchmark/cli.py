@@ -33,7 +33,7 @@ def _cmd_backbones(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_synth(args: argparse.Namespace) -> int:
-    from .data.synthetic import synthesize
+    from rsdatasets.synthetic import synthesize
 
     for split in args.splits:
         path = synthesize(root=args.root, split=split, seed=args.seed, size=args.size, n=args.n, progress=True)
@@ -42,7 +42,7 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
-    from .data.check import check_dataset, print_report
+    from rsdatasets.check import check_dataset, print_report
 
     report = check_dataset(args.dataset, args.root, full=not args.quick, **(args.options or {}))
     print_report(report, console)
@@ -139,6 +139,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         tasks=[args.task],
         dataset=dict(name=args.dataset, **(args.dataset_options or {})),
         fractions=[args.fraction],
+        protocols=[args.protocol],
         split_seeds=[args.split_seed],
         train_seeds=[args.seed],
         modalities=args.modalities,
@@ -239,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the label subset")
     p.add_argument("--modalities", nargs="+", default=["rgb", "dsm"])
+    p.add_argument("--protocol", choices=["frozen", "finetune"], default="finetune",
+                   help="frozen: encoder fixed, features cached, task side trained (classification: linear probe)")
     p.add_argument("--name", default="finetune", help="run name (results/runs/<name>)")
     p.add_argument("--run-dir", default=None)
     p.add_argument("--force", action="store_true", help="recompute even if this cell has a result")

@@ -8,34 +8,38 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display is assumed
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .analysis import lower_is_better  # noqa: E402
-from .tables import ok_rows  # noqa: E402
+from .analysis import lower_is_better, method_label  # noqa: E402
 
 
-def label_efficiency_plot(frame: pd.DataFrame, task: str, metric: str, path: str | Path) -> Path:
-    """Write one PNG: a line per backbone, a band of +- one std over seeds, the fractions on a log axis."""
-    rows = ok_rows(frame, metric)
-    rows = rows[rows["task"] == task]
+def label_efficiency_plot(stats: pd.DataFrame, task: str, metric: str, path: str | Path) -> Path:
+    """Write one PNG from ``analysis.seed_stats`` lines of one task and protocol: a line per backbone, its
+    95 % CI as a band (seeds and test tiles resampled together), the fractions on a log axis."""
+    rows = stats[(stats["task"] == task) & (stats["metric"] == metric)]
     if rows.empty:
         raise ValueError(f"no finished cells for task {task!r} and metric {metric!r} to plot")
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for backbone, group in rows.groupby("backbone"):
-        stats = group.groupby("fraction")["value"].agg(["mean", "std"]).sort_index()
-        x = stats.index.to_numpy() * 100
-        line = ax.plot(x, stats["mean"], marker="o", label=backbone)[0]
-        ax.fill_between(x, stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
-                        color=line.get_color(), alpha=0.2)  # fmt: skip
+    for (method, backbone), group in rows.groupby(["method", "backbone"]):
+        group = group.sort_values("fraction")
+        x = group["fraction"].to_numpy() * 100
+        label = backbone + (" (reference)" if method_label(method) != method else "")
+        line = ax.plot(x, group["mean"], marker="o", label=label, linestyle="--" if "reference" in label else "-")[0]
+        low, high = group["ci_low"].to_numpy(dtype=float), group["ci_high"].to_numpy(dtype=float)
+        ok = np.isfinite(low) & np.isfinite(high)
+        if ok.any():
+            ax.fill_between(x[ok], low[ok], high[ok], color=line.get_color(), alpha=0.2)
     ax.set_xscale("log")
     fractions = sorted(rows["fraction"].unique() * 100)
     ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
     ax.minorticks_off()
-    seeds = rows.groupby(["backbone", "fraction"]).size().max()
-    dataset = ", ".join(sorted(rows["dataset"].unique())) if "dataset" in rows else ""
+    seeds = int(rows["n_seeds"].max())
+    dataset = ", ".join(sorted(rows["dataset"].unique()))
+    protocol = ", ".join(sorted(rows["protocol"].unique())) if "protocol" in rows else ""
     ax.set_xlabel("training labels used (%)")
-    ax.set_ylabel(f"{metric} (test, {'lower' if lower_is_better(metric) else 'higher'} is better)")
-    ax.set_title(f"{task} on {dataset}: mean ± std over {seeds} seed(s)", fontsize=10)
+    ax.set_ylabel(f"{metric} (test, {'lower' if lower_is_better(metric, task) else 'higher'} is better)")
+    ax.set_title(f"{task} on {dataset} ({protocol}): mean, 95 % CI band, {seeds} seed(s)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

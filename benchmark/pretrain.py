@@ -10,21 +10,109 @@ from pathlib import Path
 import torch
 from mmengine.config import Config
 from mmengine.dist import master_only
+from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
-import backbones.cmid.hooks  # noqa: F401  (registers CMID's local teacher temperature hook)
-import backbones.cmid.model  # noqa: F401
-import backbones.hooks  # noqa: F401  (registers the pretraining hooks)
-import backbones.mae.model  # noqa: F401  (registers the pretraining methods)
-import backbones.mssdf.model  # noqa: F401
-import backbones.optim  # noqa: F401  (registers the optimiser constructor)
 from backbones import save_encoder_checkpoint
+from rsbench.registry import HOOKS, RUNNERS
 from tasks.engine import QuietConsoleMixin, init_distributed
 
-from .data import pretrain_pool  # noqa: F401  (registers PretrainPool)
 from .provenance import REPO_ROOT, code_version
-from .registry import RUNNERS
+
+
+@HOOKS.register_module()
+class KNNProbeHook(Hook):
+    """Logs whether pretraining has left its initialisation: k-nearest-neighbour probes of the encoder.
+
+    Before the first epoch and every ``interval`` epochs, the student encodes a labelled probe split
+    (default: the synthetic benchmark's ``val`` split, disjoint from the pool and from the downstream
+    train/test splits; its labels serve the monitoring only, nothing trains on them):
+
+    With ``dataset=None`` the probe split is the ``val`` split of the pool's own dataset (same root,
+    size and seed).
+
+    * ``probe_knn_scene``: leave-one-out kNN (cosine) of each tile's scene class from its pooled tokens;
+    * ``probe_knn_token``: kNN of each token's dominant segmentation class, tokens of the first half of
+      the tiles as neighbours for those of the second half. Content, not scene colour statistics: a
+      random encoder already separates the synthetic scene classes well (about 83 % at init), so the
+      token probe is the one that tells whether pretraining learned local content.
+
+    A probe that rises over pretraining shows the encoder learned something; one that stays at its
+    epoch-0 value shows it did not.
+    """
+
+    priority = "LOW"
+
+    def __init__(self, dataset: dict | None = None, interval: int = 1, k: int = 10, max_samples: int = 100) -> None:
+        self.dataset_cfg = dict(dataset) if dataset else None
+        self.interval, self.k, self.max_samples = interval, k, max_samples
+        self.history: list[dict] = []
+
+    def before_train(self, runner) -> None:
+        from rsdatasets import build_dataset
+
+        if self.dataset_cfg is None:
+            pool_cfg = getattr(runner.train_dataloader.dataset, "source_cfg", None) or dict(name="synthetic", size=64)
+            self.dataset_cfg = {**pool_cfg, "split": "val"}
+            self.dataset_cfg.pop("n", None)
+        cfg = dict(self.dataset_cfg)
+        self._data = build_dataset(cfg.pop("name"), cfg.pop("split"), **cfg)
+        self._log(runner, 0)
+
+    def after_train_epoch(self, runner) -> None:
+        done = runner.epoch + 1  # mmengine counts the finished epoch after this hook
+        if done % self.interval == 0 or done == runner.max_epochs:
+            self._log(runner, done)
+
+    def _knn(self, fit_x, fit_y, query_x, query_y, exclude_self: bool) -> float:
+        sim = query_x @ fit_x.T
+        if exclude_self:
+            sim.fill_diagonal_(-2.0)
+        nearest = sim.topk(min(self.k, len(fit_y) - int(exclude_self)), dim=1).indices
+        n_cls = int(max(fit_y.max(), query_y.max())) + 1
+        votes = torch.nn.functional.one_hot(fit_y[nearest], n_cls).sum(1)
+        return 100.0 * float((votes.argmax(1) == query_y).float().mean())
+
+    @torch.no_grad()
+    def _log(self, runner, epoch: int) -> None:
+        from backbones.normalize import normalize_modalities
+        from tasks.features import frozen_parts
+
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        encoder = model.export_encoder()
+        was_training = encoder.training
+        encoder.eval()
+        encode = frozen_parts(encoder)[0]
+        pooled, scene, tokens, token_labels, tile_of = [], [], [], [], []
+        n = min(len(self._data), self.max_samples)
+        for i in range(n):
+            sample = self._data[i]
+            inputs = {k: sample[k][None] for k in (*encoder.modalities, *(f"{m}_valid" for m in encoder.modalities))
+                      if k in sample}  # fmt: skip
+            last = encode(normalize_modalities(inputs))[-1][0]  # C x h x w, the final tokens
+            c, h, w = last.shape
+            pooled.append(last.mean((1, 2)))
+            scene.append(int(sample["label"]))
+            mask = sample["mask"].long()
+            ph, pw = mask.shape[0] // h, mask.shape[1] // w
+            onehot = torch.nn.functional.one_hot(mask[: h * ph, : w * pw].reshape(h, ph, w, pw), 256)
+            token_labels.append(onehot.sum((1, 3)).argmax(-1).reshape(-1))
+            tokens.append(last.reshape(c, -1).T)
+            tile_of.append(torch.full((h * w,), i))
+        encoder.train(was_training)
+        norm = torch.nn.functional.normalize
+        x, y = norm(torch.stack(pooled), dim=1), torch.tensor(scene)
+        scene_acc = self._knn(x, y, x, y, exclude_self=True)
+        tok, lab, tile = norm(torch.cat(tokens), dim=1), torch.cat(token_labels), torch.cat(tile_of)
+        first = tile < n // 2
+        token_acc = self._knn(tok[first], lab[first], tok[~first], lab[~first], exclude_self=False)
+        self.history.append(dict(epoch=epoch, scene=round(scene_acc, 2), token=round(token_acc, 2)))
+        runner.message_hub.update_scalar("train/probe_knn_scene", scene_acc)
+        runner.message_hub.update_scalar("train/probe_knn_token", token_acc)
+        runner.probe_history = list(self.history)
+        runner.logger.info(f"kNN probes (k={self.k}, {n} {self.dataset_cfg.get('split')} tiles) after epoch {epoch}: "
+                           f"scene {scene_acc:.1f} %, token class {token_acc:.1f} %")  # fmt: skip
 
 
 @RUNNERS.register_module()
@@ -60,6 +148,12 @@ class PretrainRunner(Runner):
         data = getattr(dataset, "metainfo", None) or {}  # PretrainPool: dataset, split, modalities
         extra_meta.update(train_data="/".join(str(data[k]) for k in ("dataset", "split") if k in data),
                           train_samples=len(dataset), batch_size=self.train_dataloader.batch_size)  # fmt: skip
+        if getattr(self, "probe_history", None):
+            extra_meta["probe_knn"] = self.probe_history
+        if getattr(self, "teacher_momentum", None):
+            extra_meta["teacher_momentum"] = self.teacher_momentum
+        if data.get("augment"):
+            extra_meta["augment"] = data["augment"]
         path = Path(path or Path(self.work_dir) / "encoder.pth")
         save_encoder_checkpoint(
             encoder, path, method=type(model).__name__.lower(), arch=getattr(model, "arch", ""),

@@ -32,6 +32,24 @@ def code_version() -> str:
             return "unknown"
 
 
+#: The code that computes a number: a change here changes results, so it changes every cell's hash.
+#: Docs, tests, reports and the CLI are left out, so such commits keep a store valid.
+RESULT_CODE = ("backbones", "tasks", "rsdatasets", "benchmark/sweep.py", "benchmark/splits.py")
+
+
+@cache
+def code_fingerprint() -> str:
+    """Hash of the source files in ``RESULT_CODE`` (content, not git state: uncommitted edits count)."""
+    digest = hashlib.sha256()
+    for entry in RESULT_CODE:
+        path = REPO_ROOT / entry
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for f in files:
+            digest.update(str(f.relative_to(REPO_ROOT)).encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 @cache
 def hardware() -> str:
     """A short description of the compute device a cell ran on."""

@@ -25,6 +25,7 @@ from .provenance import hardware
 from .results import ResultStore
 from .tables import (
     DisplayTable,
+    comparison_table,
     method_task_table,
     plain_table,
     rank_table,
@@ -60,6 +61,10 @@ class Report:
     provenance: list[tuple[str, DisplayTable]] = field(default_factory=list)
     configs: list[tuple[str, str]] = field(default_factory=list)  # (name, text) of spec / cell config files
     headline: list[str] = field(default_factory=list)  # one-line facts shown under the title
+    stats: pd.DataFrame = field(default_factory=pd.DataFrame)  # analysis frames behind the tables
+    paired: pd.DataFrame = field(default_factory=pd.DataFrame)
+    savings: pd.DataFrame = field(default_factory=pd.DataFrame)
+    monotone: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def load_results(run_dir: str | Path) -> pd.DataFrame:
@@ -160,7 +165,7 @@ def build_report(
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     frame = analysis.prepare(frame)
     metrics = analysis.primary_metrics(frame, task_kwargs)
-    stats = analysis.with_ranks(analysis.seed_stats(frame, metrics))
+    stats = analysis.with_ranks(analysis.seed_stats(frame, metrics, run_dir=run_dir))
     report = Report(
         title=title or run_dir.resolve().name,
         run_dir=run_dir,
@@ -174,34 +179,33 @@ def build_report(
         f"code version: {', '.join(_counts(frame, 'code_version')['code_version'].astype(str))}",
         f"hardware: {', '.join(_counts(frame, 'device')['device'].astype(str))}",
     ]
-    savings = analysis.label_savings(stats)
-    report.summary = _summary_tables(stats, savings) + _pretraining_tables(run_dir)
-    report.figures, report.details = _figures_and_seed_tables(frame, metrics, savings, out_dir)
+    paired = analysis.paired_comparisons(frame, run_dir, metrics)
+    savings = analysis.label_savings(frame, run_dir, metrics)
+    monotone = analysis.baseline_monotonicity(frame, run_dir, metrics)
+    report.stats, report.paired, report.savings, report.monotone = stats, paired, savings, monotone
+    report.summary = _summary_tables(stats, paired, savings, monotone) + _pretraining_tables(run_dir)
+    report.figures, report.details = _figures_and_seed_tables(frame, stats, savings, out_dir)
     report.details += _run_tables(frame, run_dir)
     report.provenance = _provenance_tables(frame, run_dir, report.generated)
     report.configs = config_files(run_dir)
     return report
 
 
-def _summary_tables(stats: pd.DataFrame, savings: pd.DataFrame) -> list[tuple[str, DisplayTable]]:
-    """Method x task, ranks, label savings, published vs ours."""
-    shown = [
-        "task",
-        "dataset",
-        "metric",
-        "backbone",
-        "baseline",
-        "baseline_mean",
-        "mean_at_fraction",
-        "result",
-        "caveat",
-    ]
+def _summary_tables(stats, paired, savings, monotone) -> list[tuple[str, DisplayTable]]:
+    """Method x task, paired differences vs random init, does random init rise with labels, ranks, label
+    savings, published vs ours."""
     savings_table = plain_table(
-        savings[shown].rename(columns={"baseline_mean": "baseline mean", "mean_at_fraction": "mean at that fraction"}),
-        "Label savings: labels a pretrained backbone needs to match random init at 100 %",
-        "smallest label fraction whose mean over seeds is ≥ the random-init mean at 100 % labels (≤ for "
-        "lower-is-better metrics); 'not reached' when no fraction matches",
+        savings[["task", "dataset", "protocol", "metric", "backbone", "baseline", "diff", "ci_low", "ci_high",
+                 "result", "caveat"]].rename(columns={"diff": "diff at that fraction"}),  # fmt: skip
+        "Label savings: labels a backbone needs to beat random init with 100 % of them",
+        "smallest label fraction whose paired difference to random init at 100 % (same seeds and test tiles) has "
+        "its whole 95 % CI on the better side of 0; 'not resolved at this budget' when no fraction's CI does",
     )
+    monotone_table = plain_table(
+        monotone, "Does random init improve with labels?",
+        "means by fraction (smallest first); rise = largest minus smallest fraction, paired by seed, [95 % CI]; "
+        "monotone = every step improves and the CI of the rise is on the better side of 0",
+    )  # fmt: skip
     reference = analysis.load_reference()
     published = analysis.published_vs_ours(stats, reference)
     note = (
@@ -214,6 +218,8 @@ def _summary_tables(stats: pd.DataFrame, savings: pd.DataFrame) -> list[tuple[st
         note = f"no published number matches this run (datasets: {datasets}); references cover: {covered}"
     return [
         ("method-task", method_task_table(stats)),
+        ("paired", comparison_table(paired)),
+        ("monotone", monotone_table),
         ("ranks", rank_table(stats)),
         ("label-savings", savings_table),
         ("published", plain_table(published, "Published vs ours", note)),
@@ -229,23 +235,22 @@ def _pretraining_tables(run_dir: Path) -> list[tuple[str, DisplayTable]]:
     return [("pretraining", plain_table(table, "Pretraining as run (same data and budget for every method)", note))]
 
 
-def _figures_and_seed_tables(frame, metrics, savings, out_dir: Path):
-    """Label-efficiency curve and per-seed table of each task, and the label-savings figure."""
+def _figures_and_seed_tables(frame, stats, savings, out_dir: Path):
+    """Label-efficiency curve and per-seed table of each task (and protocol), and the label-savings figure."""
     figures, tables = [], []
-    for task, metric in metrics.items():
-        finished = frame[(frame["task"] == task) & (frame["status"] == "ok") & (frame["metric"] == metric)]
-        datasets = sorted(finished["dataset"].astype(str).unique())
-        for dataset in datasets:  # one curve per dataset: fractions of different datasets are different sizes
-            rows = frame[(frame["task"] == task) & (frame["dataset"] == dataset)]
-            name = task if len(datasets) == 1 else f"{task}_{re.sub(r'[^A-Za-z0-9.-]+', '_', dataset)}"
-            path = label_efficiency_plot(rows, task, metric, out_dir / f"label_efficiency_{name}.png")
-            caption = f"{task} on {dataset}: {metric} against the label fraction (mean ± std over seeds)"
-            figures.append(Figure(caption, path))
-            title = f"{task} on {dataset}: {metric} per seed"
-            tables.append((f"seeds-{name}", plain_table(seed_table(rows, metric).reset_index(), title)))
-    if savings["baseline"].notna().any():
+    for (task, dataset, protocol, metric), lines in stats.groupby(["task", "dataset", "protocol", "metric"]):
+        parts = [task, *([dataset] if stats["dataset"].nunique() > 1 else []),
+                 *([protocol] if stats["protocol"].nunique() > 1 else [])]  # fmt: skip
+        name = re.sub(r"[^A-Za-z0-9.-]+", "_", "_".join(parts))
+        path = label_efficiency_plot(lines, task, metric, out_dir / f"label_efficiency_{name}.png")
+        caption = f"{task} on {dataset} ({protocol}): {metric} against the label fraction (mean, 95 % CI band)"
+        figures.append(Figure(caption, path))
+        rows = frame[(frame["task"] == task) & (frame["dataset"] == dataset) & (frame["protocol"] == protocol)]
+        title = f"{task} on {dataset} ({protocol}): {metric} per seed"
+        tables.append((f"seeds-{name}", plain_table(seed_table(rows, metric).reset_index(), title)))
+    if savings["fraction_needed"].notna().any():
         path = label_savings_plot(savings, out_dir / "label_savings.png")
-        figures.append(Figure("Label savings of pretraining", path))
+        figures.append(Figure("Label savings (claimed only where the paired CI supports them)", path))
     return figures, tables
 
 
@@ -358,21 +363,46 @@ def report_run(
     out_dir = Path(out_dir) if out_dir else run_dir
     report = build_report(frame, run_dir, out_dir, title, task_kwargs)
     written = [fig.path for fig in report.figures] + write_report(report, out_dir, formats)
+    written += write_comparisons(report, out_dir)
     if console is not None:
-        # The terminal gets the narrow version (no CIs); the files have everything.
-        stats = analysis.seed_stats(analysis.prepare(frame), analysis.primary_metrics(frame, task_kwargs))
-        # One narrow table per task and dataset: all tasks side by side do not fit a terminal.
-        for _, per_task in stats.groupby(["task", "dataset"], sort=False):
-            console.print(rich_table(method_task_table(per_task, with_ci=False)))
-        savings = dict(report.summary)["label-savings"]
-        if not savings.empty:
-            keep = ["task", "dataset", "backbone", "result"] + (
-                ["caveat"] if (savings.text["caveat"] != "").any() else []
-            )
-            narrow = savings.text[keep]
-            console.print(rich_table(DisplayTable(savings.title, narrow, None, savings.note)))
+        print_summary(report, console)
         console.print(f"report: {', '.join(str(p) for p in written if p.name.startswith('report.'))}")
     return written
+
+
+def write_comparisons(report: Report, out_dir: str | Path) -> list[Path]:
+    """The analysis behind the tables as CSV (stats with CIs, paired differences, savings, monotonicity)."""
+    out_dir = Path(out_dir)
+    written = []
+    for name, table in (("stats", report.stats), ("comparisons", report.paired), ("label_savings", report.savings),
+                        ("baseline_monotonicity", report.monotone)):  # fmt: skip
+        path = out_dir / f"{name}.csv"
+        tmp = path.with_name(path.name + ".tmp")
+        table.to_csv(tmp, index=False)
+        tmp.replace(path)
+        written.append(path)
+    return written
+
+
+def print_summary(report: Report, console) -> None:
+    """The terminal's view: per task the means with their CIs, the paired differences, then savings and
+    the baseline check; one narrow table per task and protocol, since all tasks side by side do not fit."""
+    stats, paired = report.stats, report.paired
+    for key, per_task in stats.groupby(["task", "dataset", "protocol"], sort=False):
+        console.print(rich_table(method_task_table(per_task)))
+        if not paired.empty:
+            mine = paired[(paired["task"] == key[0]) & (paired["dataset"] == key[1]) & (paired["protocol"] == key[2])]
+            if not mine.empty:
+                console.print(rich_table(comparison_table(mine)))
+    summary = dict(report.summary)
+    narrow = {"label-savings": ["task", "protocol", "backbone", "result", "caveat"],
+              "monotone": ["task", "protocol", "means", "rise", "ci_low", "ci_high", "monotone"]}  # fmt: skip
+    for name, keep in narrow.items():
+        table = summary[name]
+        if table.empty:
+            continue
+        cols = [c for c in keep if c in table.text and (c != "caveat" or (table.text[c] != "–").any())]
+        console.print(rich_table(DisplayTable(table.title, table.text[cols], None, table.note)))
 
 
 def rich_table(table: DisplayTable) -> Table:

@@ -15,7 +15,7 @@ def subset_size(fraction: float, n: int) -> int:
     return max(1, min(n, int(round(fraction * n))))
 
 
-def stratified_order(strata: Sequence[int] | np.ndarray, split_seed: int) -> np.ndarray:
+def stratified_order(strata: Sequence[int] | np.ndarray, split_seed: int | Sequence[int]) -> np.ndarray:
     """A seeded ordering of sample indices whose every prefix is stratified.
 
     Within each stratum the samples are shuffled; the r-th of n_s samples gets the key
@@ -40,12 +40,25 @@ def nested_label_subsets(
     return {float(f): np.sort(order[: subset_size(f, len(order))]) for f in fractions}
 
 
+def carve_validation(strata: Sequence[int] | np.ndarray, n_val: int, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split a labelled subset (given by its samples' strata) into fit and validation positions.
+
+    The ``n_val`` validation samples are a stratified prefix of a second seeded ordering (its own
+    random stream, so the carve does not repeat the subset's order); both parts are sorted positions
+    into the subset. Model selection sees only labels the cell was given: the subset's own.
+    """
+    order = stratified_order(strata, [int(split_seed), 1])
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
 class LabelSubset(Subset):
     """The labelled part of a training split; keeps the parent's metainfo and records the fraction."""
 
-    def __init__(self, dataset: Dataset, indices: Sequence[int], fraction: float) -> None:
+    def __init__(self, dataset: Dataset, indices: Sequence[int], fraction: float,
+                 strata: Sequence[int] | np.ndarray | None = None) -> None:  # fmt: skip
         super().__init__(dataset, list(indices))
         self.fraction = fraction
+        self.strata = None if strata is None else np.asarray(strata)  # of the subset's samples, in order
 
     @property
     def metainfo(self) -> dict:

@@ -19,21 +19,24 @@ from functools import lru_cache
 from itertools import product
 from pathlib import Path
 
+import numpy as np
 from mmengine.config import Config
+from torch.utils.data import Subset
 
 import backbones
-from tasks import TrainBudget, finetune, get_task
+from rsdatasets import build_dataset, list_datasets
+from tasks import PROTOCOLS, TrainBudget, finetune, get_task
+from tasks.features import FeatureCache
 
-from .data import build_dataset, list_datasets
 from .pretrain_stage import check_entries, encoder_path, pretrain_reference
-from .provenance import code_version, config_hash, hardware
+from .provenance import code_fingerprint, code_version, config_hash, hardware
 from .results import ResultStore
-from .splits import LabelSubset, nested_label_subsets
+from .splits import LabelSubset, carve_validation, nested_label_subsets
+from .stats import tile_ci
+from .tilestats import save_tile_stats
 
 #: Keys of a dataset entry that tune the cells of that (task, dataset) instead of going to the dataset.
-CELL_OVERRIDES = ("fractions", "modalities", "budget", "task_kwargs")
-#: Where a task's ``class_names`` are found in a dataset's ``metainfo`` (default ``classes``).
-CLASS_NAME_KEYS = {"classification": "scene_classes", "detection": "det_classes"}
+CELL_OVERRIDES = ("fractions", "modalities", "budget", "task_kwargs", "protocols")
 #: Slurm settings a spec or ``--slurm`` may give (docs/sweeps.md); ``cluster`` picks submitit's executor.
 SLURM_KEYS = ("partition", "time_min", "gpus", "cpus", "mem_gb", "account", "qos", "constraint", "array_parallelism",
               "setup", "cluster")  # fmt: skip
@@ -53,6 +56,8 @@ class SweepSpec:
     tasks: list[str]
     dataset: dict | None = None  # {"name": "synthetic", **dataset kwargs}: the dataset of every task
     fractions: list[float] = field(default_factory=lambda: [1.0])
+    # "frozen" (encoder features cached, task side trained) and/or "finetune" (everything trains)
+    protocols: list[str] = field(default_factory=lambda: ["finetune"])
     split_seeds: list[int] = field(default_factory=lambda: [0])
     train_seeds: list[int] = field(default_factory=lambda: [0])
     modalities: list[str] = field(default_factory=lambda: ["rgb", "dsm"])
@@ -126,6 +131,9 @@ class SweepSpec:
                     available = ", ".join(list_datasets())
                     raise KeyError(f"unknown dataset {e['name']!r} for task {t}; available: {available}")
                 self._check_fractions(e.get("fractions", self.fractions))
+                bad = sorted(set(e.get("protocols", self.protocols)) - set(PROTOCOLS))
+                if bad or not e.get("protocols", self.protocols):
+                    raise ValueError(f"unknown protocols {bad} for task {t}; choose from {list(PROTOCOLS)}")
                 budget = self.budget(t, e["name"])
                 unknown = sorted(set(budget) - set(TrainBudget.__dataclass_fields__))
                 if unknown:
@@ -150,6 +158,9 @@ class SweepSpec:
     def budget(self, task: str, dataset: str) -> dict:
         return {**self.budgets.get(task, {}), **self.entry(task, dataset).get("budget", {})}
 
+    def protocols_of(self, task: str, dataset: str) -> list[str]:
+        return list(self.entry(task, dataset).get("protocols", self.protocols))
+
     def task_options(self, task: str, dataset: str) -> dict:
         return {**self.task_kwargs.get(task, {}), **self.entry(task, dataset).get("task_kwargs", {})}
 
@@ -165,18 +176,24 @@ class Cell:
     split_seed: int
     train_seed: int
     dataset: str = ""
+    protocol: str = "finetune"
 
     def label(self) -> str:
-        return f"{self.backbone} {self.task}/{self.dataset} {self.fraction:g} s{self.split_seed}/{self.train_seed}"
+        return (f"{self.backbone} {self.task}/{self.dataset} {self.protocol} {self.fraction:g} "
+                f"s{self.split_seed}/{self.train_seed}")  # fmt: skip
 
 
 def expand_cells(spec: SweepSpec) -> list[Cell]:
-    """All cells of the sweep, in a stable order (backbone, task, dataset, fraction, split seed, train seed)."""
+    """All cells of the sweep, in a stable order (backbone, task, dataset, protocol, fraction, split seed, train seed).
+
+    Backbone-major, so that cells sharing an encoder's cached features run one after another.
+    """
     cells = []
     for b, t in product(spec.backbones, spec.tasks):
         for e in spec.entries(t):
-            for f, s, r in product(e.get("fractions", spec.fractions), spec.split_seeds, spec.train_seeds):
-                cells.append(Cell(b["name"], b.get("checkpoint"), t, float(f), s, r, e["name"]))
+            for p, f, s, r in product(spec.protocols_of(t, e["name"]), e.get("fractions", spec.fractions),
+                                      spec.split_seeds, spec.train_seeds):  # fmt: skip
+                cells.append(Cell(b["name"], b.get("checkpoint"), t, float(f), s, r, e["name"], p))
     return cells
 
 
@@ -196,15 +213,13 @@ def checkpoint_hash(path: str | None) -> str:
 
 
 def cell_config(spec: SweepSpec, cell: Cell) -> dict:
-    """Everything that determines a cell's numbers; its hash identifies the cell in the store.
-
-    Laid out as before per-task datasets existed, so old run directories keep their hashes.
-    """
+    """Everything that determines a cell's numbers; its hash identifies the cell in the store."""
     bkw = next(b.get("kwargs", {}) for b in spec.backbones
                if b["name"] == cell.backbone and b.get("checkpoint") == cell.checkpoint)  # fmt: skip
     entry = spec.entry(cell.task, cell.dataset)
     return {
         **{k: v for k, v in asdict(cell).items() if k != "dataset"},
+        "code": code_fingerprint(),
         "checkpoint": checkpoint_hash(cell.checkpoint),
         "backbone_kwargs": bkw,
         "dataset": {k: v for k, v in entry.items() if k not in CELL_OVERRIDES},
@@ -236,6 +251,7 @@ class SweepRunner:
         self.force = force
         self._datasets: dict[tuple, object] = {}
         self._strata: dict[tuple, object] = {}
+        self.features = FeatureCache()  # encoder features of the frozen protocol, shared by this process's cells
 
     def dataset(self, split: str, entry: dict | None = None):
         """A split of a dataset entry (the spec's shared ``dataset`` by default), built once per process."""
@@ -257,9 +273,9 @@ class SweepRunner:
         train = self.dataset("train", self.spec.entry(cell.task, cell.dataset))
         key = (cell.task, cell.dataset, cell.split_seed)
         if key not in self._strata:
-            self._strata[key] = task.strata(train)
+            self._strata[key] = np.asarray(task.strata(train))
         indices = nested_label_subsets(self._strata[key], [cell.fraction], cell.split_seed)[cell.fraction]
-        return LabelSubset(train, indices, cell.fraction)
+        return LabelSubset(train, indices, cell.fraction, strata=self._strata[key][indices])
 
     def pending(self) -> list[Cell]:
         """Cells without an ``ok`` row for their config hash (all cells with ``force``)."""
@@ -270,13 +286,34 @@ class SweepRunner:
         return [c for c in cells if cell_hash(self.spec, c) not in done]
 
     def build_task(self, cell: Cell, options: dict):
-        """The cell's task; ``class_names`` come from the dataset's metainfo unless the spec sets them."""
+        """The cell's task; ``class_names`` come from the dataset's metainfo (the key the task declares)
+        unless the spec sets them."""
         task = get_task(cell.task, **options)
         if "class_names" in options or "class_names" not in inspect.signature(type(task)).parameters:
             return task
         meta = getattr(self.dataset("train", self.spec.entry(cell.task, cell.dataset)), "metainfo", {}) or {}
-        names = meta.get(CLASS_NAME_KEYS.get(cell.task, "classes"))
+        names = meta.get(task.class_names_key)
         return get_task(cell.task, **options, class_names=tuple(names)) if names else task
+
+    def feature_key(self, cell: Cell, cfg: dict, modalities) -> str:
+        """What a cell's cached encoder features are of: the same key means the same features.
+
+        A backbone without a checkpoint is initialised from the training seed, so its features are too.
+        """
+        key = {"backbone": cell.backbone, "checkpoint": cfg["checkpoint"], "kwargs": cfg["backbone_kwargs"],
+               "dataset": cfg["dataset"], "modalities": list(modalities), "code": cfg["code"]}  # fmt: skip
+        if cell.checkpoint is None:
+            key["train_seed"] = cell.train_seed
+        return config_hash(key)
+
+    def split_for_selection(self, task, subset: LabelSubset, budget: TrainBudget, split_seed: int):
+        """(fit part, validation part) of the labelled subset, the validation part stratified like the subset."""
+        n_val = budget.validation_size(len(subset))
+        if n_val == 0:
+            return subset, None
+        fit, val = carve_validation(subset.strata, n_val, split_seed)
+        indices = np.asarray(subset.indices)
+        return Subset(subset.dataset, indices[fit].tolist()), Subset(subset.dataset, indices[val].tolist())
 
     def run_cell(self, cell: Cell, progress: Callable[[int, int], None] | None = None) -> list[dict]:
         """Train and evaluate one cell; a failure becomes a ``failed: reason`` row, never a silent gap."""
@@ -288,36 +325,63 @@ class SweepRunner:
         base = {
             "method": spec.method, "backbone": cell.backbone, "arch": spec.arch,
             "checkpoint_hash": cfg["checkpoint"], "task": cell.task, "dataset": cell.dataset,
-            "modalities": "+".join(modalities), "fraction": cell.fraction, "split_seed": cell.split_seed,
-            "train_seed": cell.train_seed, "config_hash": chash, "code_version": code_version(),
-            "device": hardware(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "modalities": "+".join(modalities), "protocol": cell.protocol, "fraction": cell.fraction,
+            "split_seed": cell.split_seed, "train_seed": cell.train_seed, "config_hash": chash,
+            "code_version": code_version(), "code_fingerprint": cfg["code"], "device": hardware(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }  # fmt: skip
         work_dir = self.run_dir / "cells" / chash
         start = time.perf_counter()
         try:
             task = self.build_task(cell, cfg["task_kwargs"])
-            train = self.subset(task, cell)
-            base["n_train"] = len(train)
+            budget = TrainBudget(**cfg["budget"])
+            labelled = self.subset(task, cell)
+            base["n_train"] = len(labelled)
+            fit, val = self.split_for_selection(task, labelled, budget, cell.split_seed)
             result = finetune(
                 task,
                 lambda: backbones.build(cell.backbone, modalities, cell.checkpoint, **cfg["backbone_kwargs"]),
-                train,
+                fit,
                 self.dataset("test", self.spec.entry(cell.task, cell.dataset)),
                 modalities,
-                TrainBudget(**cfg["budget"]),
+                budget,
                 cell.train_seed,
                 work_dir,
                 progress,
                 launcher=self.cell_launcher,
+                val_set=val,
+                protocol=cell.protocol,
+                feature_cache=self.features if cell.protocol == "frozen" else None,
+                feature_key=self.feature_key(cell, cfg, modalities),
             )
         except Exception as exc:  # a failed cell is a row with its reason
             work_dir.mkdir(parents=True, exist_ok=True)
             (work_dir / "error.log").write_text(traceback.format_exc())
-            reason = f"failed: {exc.__class__.__name__}: {exc}".splitlines()[0][:300]
             return [{**base, "n_train": base.get("n_train", 0), "metric": task.primary_metric, "value": math.nan,
-                     "status": reason, "wall_time_s": time.perf_counter() - start}]  # fmt: skip
-        base["wall_time_s"] = result.wall_time_s
-        return [{**base, "metric": k, "value": v, "status": "ok"} for k, v in result.metrics.items()]
+                     "status": failure_status(exc), "wall_time_s": time.perf_counter() - start}]  # fmt: skip
+        low, high = (math.nan, math.nan)
+        if result.tile_stats:
+            save_tile_stats(work_dir, result.tile_stats, task=cell.task, metric=task.primary_metric)
+            low, high = tile_ci(task.resample_primary, result.tile_stats)
+        base.update(
+            wall_time_s=result.wall_time_s, arch=result.arch or spec.arch, n_val=result.n_val,
+            iterations=result.iterations, selected_iter=result.selected_iter, selection=result.selection,
+        )  # fmt: skip
+        rows = []
+        for k, v in result.metrics.items():
+            primary = k == task.primary_metric
+            rows.append({**base, "metric": k, "value": v, "status": "ok", "higher_is_better": task.higher_is_better(k),
+                         "ci_low": low if primary else math.nan, "ci_high": high if primary else math.nan})  # fmt: skip
+        return rows
+
+
+def failure_status(exc: BaseException) -> str:
+    """``failed: <reason>`` for a row: our own errors speak for themselves, others keep their type."""
+    from tasks.engine import NonFiniteLossError
+
+    own = isinstance(exc, NonFiniteLossError)
+    text = str(exc) if own else f"{exc.__class__.__name__}: {exc}"
+    return f"failed: {text}".splitlines()[0][:300]
 
 
 def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console=None, **launch) -> Path:

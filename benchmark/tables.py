@@ -121,23 +121,25 @@ def _best_per_column(means: pd.DataFrame, lower: dict) -> pd.DataFrame:
 
 
 def _task_labels(stats: pd.DataFrame, arrows: bool) -> list[str]:
-    """``segmentation mIoU ↑``; ``segmentation potsdam mIoU ↑`` when the run has several datasets."""
-    from .analysis import lower_is_better
-
+    """``segmentation mIoU ↑``; with the dataset and protocol when a run has several of them."""
     several = stats["dataset"].nunique() > 1
+    protocols = "protocol" in stats and stats["protocol"].nunique() > 1
     return [
-        f"{t}{f' {d}' if several else ''} {m}" + ((" ↓" if lower_is_better(m) else " ↑") if arrows else "")
-        for t, d, m in zip(stats["task"], stats["dataset"], stats["metric"])
+        f"{t}{f' {d}' if several else ''}{f' ({p})' if protocols else ''} {m}"
+        + ((" ↓" if low else " ↑") if arrows else "")
+        for t, d, p, m, low in zip(stats["task"], stats["dataset"], stats.get("protocol", [""] * len(stats)),
+                                   stats["metric"], stats["lower"])  # fmt: skip
     ]
 
 
 def method_task_table(stats: pd.DataFrame, with_ci: bool = True) -> DisplayTable:
     """Methods x tasks: one column per (task metric, label fraction), mean ± std [95 % CI] over seeds."""
-    from .analysis import lower_is_better, percent
+    from .analysis import method_label, percent
 
     if stats.empty:
         return DisplayTable("method x task", pd.DataFrame())
     stats = stats.copy()
+    stats["method"] = stats["method"].map(method_label)
     stats["column"] = _task_labels(stats, arrows=True)
     decimals = {c: decimals_for(g["mean"]) for c, g in stats.groupby("column")}
     stats["text"] = [
@@ -147,17 +149,19 @@ def method_task_table(stats: pd.DataFrame, with_ci: bool = True) -> DisplayTable
     keys = ["method", "backbone"]
     text = stats.pivot_table(index=keys, columns=["column", "fraction"], values="text", aggfunc="first")
     means = stats.pivot_table(index=keys, columns=["column", "fraction"], values="mean", aggfunc="first")
-    lower = {c: lower_is_better(stats.loc[stats["column"] == c[0], "metric"].iloc[0]) for c in means.columns}
+    lower = {c: bool(stats.loc[stats["column"] == c[0], "lower"].iloc[0]) for c in means.columns}
     bold = _best_per_column(means, lower)
     rename = {f: percent(f) for f in stats["fraction"].unique()}
     text = text.rename(columns=rename, level=1).fillna("–")
     bold = bold.rename(columns=rename, level=1)
     text.columns.names = bold.columns.names = [None, None]
     seeds = sorted(stats["n_seeds"].unique())
+    kinds = sorted(k for k in stats.get("ci_kind", pd.Series(dtype=str)).dropna().unique() if k)
     note = (
         f"mean ± std over {'/'.join(map(str, seeds))} seed(s)"
-        + (", [percentile bootstrap 95 % CI of the mean]" if with_ci else "")
-        + "; columns are label fractions; best per column in bold; ↑ higher is better, ↓ lower is better"
+        + (f", [95 % CI, bootstrap over {' / '.join(kinds) or 'seeds'}]" if with_ci else "")
+        + "; columns are label fractions; best mean per column in bold (a best mean is not a resolved difference: "
+        "see the paired comparisons); ↑ higher is better, ↓ lower is better"
     )
     return DisplayTable("Method x task (test split)", text, bold, note)
 
@@ -168,7 +172,9 @@ def rank_table(ranked: pd.DataFrame) -> DisplayTable:
 
     if ranked.empty:
         return DisplayTable("ranks", pd.DataFrame())
-    ranked = ranked.assign(column=_task_labels(ranked, arrows=False))
+    from .analysis import method_label
+
+    ranked = ranked.assign(column=_task_labels(ranked, arrows=False), method=ranked["method"].map(method_label))
     ranks = ranked.pivot_table(index=["method", "backbone"], columns=["column", "fraction"], values="rank")
     mean_rank = ranks.mean(axis=1)
     text = ranks.map(lambda r: "–" if r != r else f"{r:.0f}")
@@ -180,6 +186,39 @@ def rank_table(ranked: pd.DataFrame) -> DisplayTable:
     text.columns.names = bold.columns.names = [None, None]
     note = "1 = best mean over seeds among the backbones of a column (ties share the better rank); direction-aware"
     return DisplayTable("Ranks per task and label fraction", text, bold.astype(bool), note)
+
+
+def comparison_table(paired: pd.DataFrame) -> DisplayTable:
+    """Paired differences against random init: rows backbones, columns (task, fraction), ``+1.23 [0.4, 2.1] ✓``."""
+    from .analysis import method_label, percent
+
+    if paired.empty:
+        return DisplayTable("Paired differences vs random init", pd.DataFrame())
+    paired = paired.copy()
+    paired["method"] = paired["method"].map(method_label)
+    paired["column"] = _task_labels(paired.assign(lower=paired["lower"].astype(bool)), arrows=True)
+    decimals = {c: decimals_for(g["diff"].dropna()) for c, g in paired.groupby("column")}
+    marks = {"better": " ✓", "worse": " ✗", "not resolved": " ?"}
+
+    def text(r) -> str:
+        if r.diff != r.diff:
+            return str(r.verdict)
+        d = decimals[r.column]
+        return f"{r.diff:+.{d}f} [{r.ci_low:.{d}f}, {r.ci_high:.{d}f}]{marks.get(r.verdict, '')}"
+
+    paired["text"] = [text(r) for r in paired.itertuples()]
+    keys = ["method", "backbone"]
+    table = paired.pivot_table(index=keys, columns=["column", "fraction"], values="text", aggfunc="first")
+    verdicts = paired.pivot_table(index=keys, columns=["column", "fraction"], values="verdict", aggfunc="first")
+    rename = {f: percent(f) for f in paired["fraction"].unique()}
+    table = table.rename(columns=rename, level=1).fillna("–")
+    bold = (verdicts == "better").rename(columns=rename, level=1).reindex_like(table).fillna(False).astype(bool)
+    table.columns.names = bold.columns.names = [None, None]
+    seeds = sorted(int(n) for n in paired["n_seeds"].dropna().unique())
+    note = (f"backbone minus random init of its arch, same split and training seeds ({'/'.join(map(str, seeds))}) "
+            "and the same test tiles; [95 % CI, seeds and test tiles resampled together]; ✓ better and ✗ worse "
+            "only where the CI excludes 0, ? not resolved at this budget")  # fmt: skip
+    return DisplayTable("Paired differences vs random init (test split)", table, bold, note)
 
 
 def plain_table(frame: pd.DataFrame, title: str, note: str = "", decimals: int = 2) -> DisplayTable:

@@ -1,7 +1,8 @@
 """Downstream tasks: each a model builder, a batch adapter and a metric, trained by ``tasks.engine.finetune``."""
 
 from . import change_detection, classification, depth, detection, segmentation  # noqa: F401  (registers the tasks)
-from .base import Task, TrainBudget, get_task, list_tasks, register_task
+from .base import PROTOCOLS, MetricInfo, Task, TiledMetric, TrainBudget, get_task, list_tasks, register_task
 from .engine import FinetuneResult, finetune
 
-__all__ = ["FinetuneResult", "Task", "TrainBudget", "finetune", "get_task", "list_tasks", "register_task"]
+__all__ = ["PROTOCOLS", "FinetuneResult", "MetricInfo", "Task", "TiledMetric", "TrainBudget", "finetune", "get_task",
+           "list_tasks", "register_task"]

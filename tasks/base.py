@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -37,26 +38,140 @@ def get_task(name: str, **kwargs) -> Task:
     return _TASKS[name](**kwargs)
 
 
+#: How a cell uses the backbone: ``frozen`` trains the task side (pyramid + head) on encoder features
+#: computed once and cached; ``finetune`` trains the whole network.
+PROTOCOLS = ("frozen", "finetune")
+
+
 @dataclass
 class TrainBudget:
-    """How much training a cell gets: a fixed iteration budget whatever the label fraction."""
+    """How much training a cell gets, and how its checkpoint is selected.
+
+    Iterations: with ``epochs`` set, ``ceil(epochs * n_fit / batch_size)`` clipped to
+    ``[min_iters, max_iters]``, where ``n_fit`` is the labelled subset minus its validation part.
+    Epochs, because a fixed iteration count trains a 1 % subset hundreds of epochs and the full
+    split only a few (scores then fall with more labels); the floor keeps tiny subsets from getting
+    a handful of steps, the cap bounds the cost of the full split. ``epochs=None`` keeps a fixed
+    ``max_iters`` whatever the fraction.
+
+    Selection: ``val_fraction`` of the labelled subset (stratified, at least one sample) is held out
+    and the model is evaluated on it ``val_checks`` times, evenly spaced (the last at the end); the
+    best check by the task's primary metric is the model that meets the test split, once. Subsets
+    smaller than ``min_labelled_for_val`` are too small to spare a validation sample: they train on
+    every sample and keep the last iterate. The rule and the chosen iteration go into the row.
+    """
 
     max_iters: int = 200
+    epochs: float | None = None
+    min_iters: int = 0
     batch_size: int = 8
     lr: float = 5e-4
     weight_decay: float = 0.05
     warmup_iters: int = 20
     eval_batch_size: int = 16
     log_interval: int = 10
+    val_fraction: float = 0.2
+    val_checks: int = 5
+    min_labelled_for_val: int = 5
+
+    def iterations(self, n_fit: int) -> int:
+        """Training iterations for ``n_fit`` training samples (see the class docstring)."""
+        if self.epochs is None:
+            return int(self.max_iters)
+        iters = math.ceil(self.epochs * max(n_fit, 1) / self.batch_size)
+        return int(min(max(iters, self.min_iters, 1), self.max_iters))
+
+    def validation_size(self, n_labelled: int) -> int:
+        """How many of ``n_labelled`` samples are held out for model selection (0: keep the last iterate)."""
+        if self.val_checks <= 0 or self.val_fraction <= 0 or n_labelled < self.min_labelled_for_val:
+            return 0
+        return int(min(max(1, round(self.val_fraction * n_labelled)), n_labelled - 1))
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A metric a task reports. ``name`` ending in "." or "_" is a family: ``IoU.`` covers ``IoU.building``."""
+
+    name: str
+    higher_is_better: bool = True
+
+    def matches(self, metric: str) -> bool:
+        return metric == self.name or (self.name[-1] in "._" and metric.startswith(self.name))
+
+
+class TiledMetric(BaseMetric):
+    """An mmengine metric that also keeps the per-tile sufficient statistics of its primary value.
+
+    ``compute_metrics`` stores ``tile_stats(results)`` in ``last_tile_stats`` before computing the
+    metrics, so the caller can bootstrap over test tiles afterwards: ``resample(stats, weights)``
+    recomputes the primary metric for every row of a (R, n_tiles) matrix of tile multiplicities
+    (a row of ones gives the reported value). Subclasses implement ``metrics_from``, ``tile_stats``
+    and ``resample``; ``primary`` names the metric ``resample`` computes.
+    """
+
+    default_prefix = ""
+    primary: str = ""
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        self.last_tile_stats = self.tile_stats(results)
+        return self.metrics_from(results)
+
+    def metrics_from(self, results: list) -> dict[str, float]:
+        raise NotImplementedError
+
+    def tile_stats(self, results: list) -> dict[str, np.ndarray]:
+        """Per-tile arrays (first axis: tile, in test-set order) from which ``resample`` recomputes ``primary``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def resample(stats: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
+        """The primary metric for each row of ``weights`` (R, n_tiles): tile multiplicities of a resample."""
+        raise NotImplementedError
+
+
+def spatial_size(inputs: Mapping) -> tuple[int, int]:
+    """Height and width of a batch's input images (also when only cached features and ``image_hw`` remain)."""
+    if "image_hw" in inputs:
+        return tuple(int(v) for v in inputs["image_hw"][0])
+    first = next(v for k, v in inputs.items() if torch.is_tensor(v) and not k.endswith("_valid"))
+    return tuple(first.shape[-2:])
+
+
+def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, NaN where den is 0 (an undefined score, as mmseg's 0/0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
 class Task:
-    """Base class of downstream tasks. Subclasses set ``name`` (via register_task) and ``primary_metric``."""
+    """Base class of downstream tasks.
+
+    A task declares its own facts, so the harness never keeps tables about tasks: ``metrics`` (names
+    or families and their direction), ``primary_metric`` (what tables rank by and model selection
+    uses), ``class_names_key`` (where a dataset's ``metainfo`` holds this task's class names) and
+    ``target_keys`` (sample keys of its targets). ``name`` is set by ``register_task``.
+    """
 
     name: str = ""
     primary_metric: str = ""
+    metrics: tuple[MetricInfo, ...] = ()
+    class_names_key: str = "classes"
     #: Keys of a dataset sample that carry this task's targets.
     target_keys: tuple[str, ...] = ()
+
+    @classmethod
+    def metric_info(cls, metric: str) -> MetricInfo:
+        """The declaration of ``metric``; an undeclared metric is an error, never a guessed direction."""
+        for info in cls.metrics:
+            if info.matches(metric):
+                return info
+        declared = ", ".join(m.name for m in cls.metrics) or "none"
+        raise KeyError(f"task {cls.name!r} does not declare metric {metric!r} (declared: {declared})")
+
+    @classmethod
+    def higher_is_better(cls, metric: str) -> bool:
+        """Direction of ``metric`` as this task declares it."""
+        return cls.metric_info(metric).higher_is_better
 
     def input_modalities(self, requested: Sequence[str]) -> tuple[str, ...]:
         """The modalities this task feeds the backbone, given those a run asks for.
@@ -79,12 +194,29 @@ class Task:
         """The trainable mmengine model around ``backbone``."""
         raise NotImplementedError
 
-    def build_metric(self) -> BaseMetric:
+    def build_metric(self) -> TiledMetric:
         """An mmengine metric over the outputs of the model's ``predict`` mode."""
         raise NotImplementedError
 
+    def resample_primary(self, stats: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
+        """The primary metric recomputed from per-tile statistics for each row of tile multiplicities."""
+        return type(self.build_metric()).resample(stats, weights)
+
+    def feature_views(self, modalities: Sequence[str]) -> dict[str, dict[str, str]]:
+        """What the frozen protocol caches per sample: feature key -> {modality: sample key} it is computed from."""
+        return {"features": {m: m for m in modalities}}
+
     def stack_inputs(self, samples: Sequence[Mapping[str, torch.Tensor]], modalities: Sequence[str]) -> dict:
-        """``{modality: B...}`` (plus ``<modality>_valid`` nodata masks); one clear error for missing keys."""
+        """``{modality: B...}`` (plus ``<modality>_valid`` nodata masks); one clear error for missing keys.
+
+        Samples that carry cached encoder features (the frozen protocol, ``tasks.features``) stack
+        those instead: ``{"features": [B x C x h x w per level], ..., "image_hw": B x 2}``.
+        """
+        if "image_hw" in samples[0]:
+            keys = [k for k in samples[0] if k.startswith("features")]
+            batch = {k: [torch.stack(level) for level in zip(*(s[k] for s in samples))] for k in keys}
+            batch["image_hw"] = torch.stack([s["image_hw"] for s in samples])
+            return batch
         missing = [k for k in (*modalities, *self.target_keys) if k not in samples[0]]
         if missing:
             raise KeyError(f"task {self.name!r} needs sample keys {missing}, the dataset provides {sorted(samples[0])}")
@@ -94,6 +226,9 @@ class Task:
 
     def collate(self, samples: Sequence[Mapping[str, torch.Tensor]], modalities: Sequence[str]) -> dict:
         """Stack dict samples into ``{"inputs": {modality: B...}, "data_samples": {target: B...}}``."""
+        missing = [k for k in self.target_keys if k not in samples[0]]
+        if missing:
+            raise KeyError(f"task {self.name!r} needs sample keys {missing}, the dataset provides {sorted(samples[0])}")
         inputs = self.stack_inputs(samples, modalities)
         targets = {k: torch.stack([torch.as_tensor(s[k]) for s in samples]) for k in self.target_keys}
         return {"inputs": inputs, "data_samples": targets}

@@ -14,7 +14,9 @@ from mmseg.evaluation.metrics import IoUMetric
 from mmseg.registry import MODELS as MMSEG_MODELS
 from torch import nn
 
-from .base import Task, register_task
+from rsdatasets.protocol import label_summary
+
+from .base import MetricInfo, Task, TiledMetric, ratio, register_task, spatial_size
 from .preprocess import ModalityPreprocessor
 from .segmentation import norm_cfg
 
@@ -56,10 +58,14 @@ class ChangeDetectionModel(BaseModel):
         )  # fmt: skip
 
     def forward(self, inputs: dict, data_samples: dict | None = None, mode: str = "tensor"):
-        b = inputs[self.modalities[0]].shape[0]
-        both = {m: torch.cat([inputs[m], inputs[BITEMPORAL[m]]]) for m in self.modalities}
+        if "features" in inputs:  # frozen protocol: cached encoder maps of both dates
+            b = inputs["features"][0].shape[0]
+            both = {"features": [torch.cat([f1, f2]) for f1, f2 in zip(inputs["features"], inputs["features_t2"])]}
+        else:
+            b = inputs[self.modalities[0]].shape[0]
+            both = {m: torch.cat([inputs[m], inputs[BITEMPORAL[m]]]) for m in self.modalities}
         diffs = [(f[:b] - f[b:]).abs() for f in self.backbone(both)]
-        size = inputs[self.modalities[0]].shape[-2:]
+        size = spatial_size(inputs)
         logits = F.interpolate(self.decode_head(diffs), size=size, mode="bilinear", align_corners=False)
         if mode == "loss":
             target = data_samples["change"].long()
@@ -69,16 +75,16 @@ class ChangeDetectionModel(BaseModel):
         return logits
 
 
-class ChangeMetric(BaseMetric):
+class ChangeMetric(TiledMetric):
     """Change-class ``F1_change`` and ``IoU_change``, binary ``mIoU`` over {no change, change}, ``OA``; in %.
 
     Pixel counts are summed over the whole test set before the ratios (mmseg's convention), so
     tiles without change weigh by their pixels, not as a 0/0 per tile. With neither true nor
     predicted change anywhere, F1_change and IoU_change are NaN (undefined), and mIoU is the
-    no-change IoU alone.
+    no-change IoU alone. Tile statistics: each tile's change-class intersection, predicted and true areas.
     """
 
-    default_prefix = ""
+    primary = "F1_change"
 
     def __init__(self, ignore_index: int = 255) -> None:
         super().__init__()
@@ -88,7 +94,16 @@ class ChangeMetric(BaseMetric):
         for s in data_samples:
             self.results.append(IoUMetric.intersect_and_union(s["pred"].cpu(), s["gt"].cpu(), 2, self.ignore_index))
 
-    def compute_metrics(self, results: list) -> dict[str, float]:
+    def tile_stats(self, results: list) -> dict[str, np.ndarray]:
+        inter, _, pred, label = (torch.stack(r)[:, 1].double().numpy() for r in zip(*results))
+        return {"intersect": inter, "pred": pred, "label": label}
+
+    @staticmethod
+    def resample(stats: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
+        den = weights @ stats["pred"] + weights @ stats["label"]
+        return 100 * ratio(2 * (weights @ stats["intersect"]), den)
+
+    def metrics_from(self, results: list) -> dict[str, float]:
         inter, union, pred, label = (torch.stack(r).sum(0).double().numpy() for r in zip(*results))
         with np.errstate(divide="ignore", invalid="ignore"):
             iou = np.where(union > 0, inter / union, np.nan)
@@ -106,7 +121,7 @@ class ChangeDetectionTask(Task):
     """Building change between ``rgb`` and ``rgb_t2`` (target ``change``); stratified by any-change tiles."""
 
     primary_metric = "F1_change"
-    higher_is_better = True
+    metrics = (MetricInfo("F1_change"), MetricInfo("IoU_change"), MetricInfo("mIoU"), MetricInfo("OA"))
     target_keys = ("change",)
 
     def __init__(
@@ -132,13 +147,19 @@ class ChangeDetectionTask(Task):
         return both
 
     def strata(self, dataset) -> np.ndarray:
-        # The dataset has no per-tile change summary, so read each tile once (cheap on small data).
-        return np.array([int(torch.as_tensor(dataset[i]["change"]).any()) for i in range(len(dataset))])
+        return label_summary(dataset, "has_change")
+
+    def feature_views(self, modalities: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Both dates: ``features`` of the first, ``features_t2`` of the second (same encoder, same modalities)."""
+        modalities = self.input_modalities(modalities)
+        return {"features": {m: m for m in modalities}, "features_t2": {m: BITEMPORAL[m] for m in modalities}}
 
     def collate(self, samples: Sequence[Mapping[str, torch.Tensor]], modalities: Sequence[str]) -> dict:
         """The base batch plus the second date of each modality (``rgb_t2``) in the inputs."""
         modalities = self.input_modalities(modalities)
         batch = super().collate(samples, modalities)
+        if "features" in batch["inputs"]:
+            return batch
         for m in modalities:
             key = BITEMPORAL[m]
             batch["inputs"][key] = torch.stack([s[key] for s in samples])

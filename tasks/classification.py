@@ -12,12 +12,13 @@ from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
 from torch import nn
 
-from .base import Task, register_task
+from rsdatasets.protocol import label_summary
+
+from .base import MetricInfo, Task, TiledMetric, register_task
 from .preprocess import ModalityPreprocessor
 
-#: The synthetic benchmark's scene classes, copied here because tasks must not import ``benchmark``.
+#: The synthetic benchmark's scene classes (the default when a dataset's metainfo names none).
 DEFAULT_CLASSES = ("residential", "industrial", "forest", "farmland", "water", "parking")
-PROTOCOLS = ("linear_probe", "finetune")
 
 
 class ClassificationModel(BaseModel):
@@ -81,10 +82,10 @@ def classification_scores(pred: np.ndarray, gt: np.ndarray, num_classes: int) ->
     return {"OA": float(tp.sum() / max(cm.sum(), 1)), "acc": acc, "f1": f1}
 
 
-class ClassificationMetric(BaseMetric):
-    """``OA``, ``acc.<class>`` and macro F1 ``mF1``, all in %."""
+class ClassificationMetric(TiledMetric):
+    """``OA``, ``acc.<class>`` and macro F1 ``mF1``, all in %. Tile statistics: whether each image is right."""
 
-    default_prefix = ""
+    primary = "OA"
 
     def __init__(self, class_names: Sequence[str]) -> None:
         super().__init__()
@@ -93,7 +94,15 @@ class ClassificationMetric(BaseMetric):
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         self.results.extend((int(s["pred"]), int(s["gt"])) for s in data_samples)
 
-    def compute_metrics(self, results: list) -> dict[str, float]:
+    def tile_stats(self, results: list) -> dict[str, np.ndarray]:
+        pred, gt = (np.asarray(v, dtype=np.int64) for v in zip(*results))
+        return {"correct": (pred == gt).astype(np.float64)}
+
+    @staticmethod
+    def resample(stats: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
+        return 100 * (weights @ stats["correct"]) / weights.sum(1)
+
+    def metrics_from(self, results: list) -> dict[str, float]:
         pred, gt = (np.asarray(v, dtype=np.int64) for v in zip(*results))
         scores = classification_scores(pred, gt, len(self.class_names))
         out = {"OA": 100 * scores["OA"], "mF1": 100 * float(np.nanmean(scores["f1"]))}
@@ -105,27 +114,30 @@ class ClassificationMetric(BaseMetric):
 class ClassificationTask(Task):
     """Scene classification of the ``label`` key; stratified by scene class.
 
-    ``protocol="linear_probe"`` freezes the encoder (eval mode, no gradients) and trains only the
-    linear head; ``protocol="finetune"`` trains the whole network.
+    Under the frozen protocol (a ``FrozenBackbone``) this is a linear probe: only the linear head
+    trains, on the pooled last map; under ``finetune`` the whole network trains.
     """
 
     primary_metric = "OA"
-    higher_is_better = True
+    metrics = (MetricInfo("OA"), MetricInfo("mF1"), MetricInfo("acc."))
+    class_names_key = "scene_classes"
     target_keys = ("label",)
 
-    def __init__(self, protocol: str = "linear_probe", class_names: Sequence[str] = DEFAULT_CLASSES) -> None:
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"unknown classification protocol {protocol!r}; choose one of {PROTOCOLS}")
-        self.protocol = protocol
+    def __init__(self, class_names: Sequence[str] = DEFAULT_CLASSES, protocol: str | None = None) -> None:
+        if protocol is not None:
+            raise ValueError(
+                "classification's protocol is a sweep field now: protocols=['frozen'] (the linear probe) or "
+                "['finetune'] in the spec or its dataset entry, --protocol on `rsbench finetune`"
+            )
         self.class_names = tuple(class_names)
 
     def strata(self, dataset) -> np.ndarray:
-        if hasattr(dataset, "scene_labels"):
-            return np.asarray(dataset.scene_labels())
-        return np.array([int(dataset[i]["label"]) for i in range(len(dataset))])
+        return label_summary(dataset, "scene_class")
 
     def build_model(self, backbone: nn.Module, modalities: Sequence[str]) -> BaseModel:
-        return ClassificationModel(backbone, len(self.class_names), frozen=self.protocol == "linear_probe")
+        from .features import FrozenBackbone
+
+        return ClassificationModel(backbone, len(self.class_names), frozen=isinstance(backbone, FrozenBackbone))
 
     def build_metric(self) -> BaseMetric:
         return ClassificationMetric(self.class_names)

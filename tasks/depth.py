@@ -22,7 +22,9 @@ from mmengine.model import BaseModel
 from mmseg.registry import MODELS as MMSEG_MODELS
 from torch import nn
 
-from .base import Task, register_task
+from rsdatasets.protocol import label_summary
+
+from .base import MetricInfo, Task, TiledMetric, ratio, register_task, spatial_size
 from .preprocess import ModalityPreprocessor
 from .segmentation import norm_cfg
 
@@ -67,7 +69,7 @@ class DepthModel(BaseModel):
 
     def forward(self, inputs: dict, data_samples: dict | None = None, mode: str = "tensor"):
         feats = self.backbone(inputs)
-        size = next(iter(inputs.values())).shape[-2:]
+        size = spatial_size(inputs)
         out = F.interpolate(self.decode_head(feats), size=size, mode="bilinear", align_corners=False)  # B,1,H,W
         pred = out * self.height_scale
         if mode == "loss":
@@ -103,10 +105,13 @@ def depth_sums(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, min_he
     return np.array([float(v) for v in (*sums, (ratio < 1.25).sum())], dtype=np.float64)
 
 
-class DepthMetric(BaseMetric):
-    """``RMSE``, ``MAE`` (m), ``AbsRel_ge<h>m`` (fraction) and ``delta1.25_ge<h>m`` (%); see the module docstring."""
+class DepthMetric(TiledMetric):
+    """``RMSE``, ``MAE`` (m), ``AbsRel_ge<h>m`` (fraction) and ``delta1.25_ge<h>m`` (%); see the module docstring.
 
-    default_prefix = ""
+    Tile statistics: each tile's valid-pixel count and sum of squared errors (RMSE pools pixels over tiles).
+    """
+
+    primary = "RMSE"
 
     def __init__(self, min_height: float = 1.0) -> None:
         super().__init__()
@@ -117,7 +122,15 @@ class DepthMetric(BaseMetric):
         for s in data_samples:
             self.results.append(depth_sums(s["pred"].cpu(), s["gt"].cpu(), s["valid"].cpu(), self.min_height))
 
-    def compute_metrics(self, results: list) -> dict[str, float]:
+    def tile_stats(self, results: list) -> dict[str, np.ndarray]:
+        sums = np.asarray(results, dtype=np.float64)
+        return {"n": sums[:, 0], "sse": sums[:, 1]}
+
+    @staticmethod
+    def resample(stats: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
+        return np.sqrt(ratio(weights @ stats["sse"], weights @ stats["n"]))
+
+    def metrics_from(self, results: list) -> dict[str, float]:
         n, sse, sae, n_ge, sum_rel, n_delta = np.sum(results, axis=0)
         nan = float("nan")
         return {
@@ -133,7 +146,10 @@ class DepthTask(Task):
     """Dense height regression from RGB; the DSM is only ever the target. Stratified by tile mean nDSM."""
 
     primary_metric = "RMSE"
-    higher_is_better = False
+    metrics = (
+        MetricInfo("RMSE", higher_is_better=False), MetricInfo("MAE", higher_is_better=False),
+        MetricInfo("AbsRel_", higher_is_better=False), MetricInfo("delta1.25_"),
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -160,12 +176,7 @@ class DepthTask(Task):
 
     def strata(self, dataset) -> np.ndarray:
         """Quantile bin of each tile's mean nDSM over valid pixels (equal-count bins; ties may merge bins)."""
-        # The dataset has no per-tile height summary, so read each tile once (cheap on small data).
-        means = []
-        for i in range(len(dataset)):
-            s = dataset[i]
-            valid = s["dsm_valid"].bool()
-            means.append(float(s["ndsm"][valid].mean()) if valid.any() else 0.0)
+        means = label_summary(dataset, "mean_height")
         edges = np.quantile(means, np.linspace(0, 1, self.strata_bins + 1)[1:-1])
         return np.digitize(means, edges).astype(np.int64)
 

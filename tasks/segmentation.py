@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,7 +16,9 @@ from mmseg.evaluation.metrics import IoUMetric
 from mmseg.registry import MODELS as MMSEG_MODELS
 from torch import nn
 
-from .base import Task, register_task
+from rsdatasets.protocol import label_summary
+
+from .base import MetricInfo, Task, TiledMetric, ratio, register_task, spatial_size
 from .preprocess import ModalityPreprocessor
 
 DEFAULT_CLASSES = ("impervious", "building", "low_vegetation", "tree", "car", "clutter")
@@ -67,7 +70,7 @@ class SegmentationModel(BaseModel):
             )  # fmt: skip
 
     def _logits(self, inputs: dict) -> torch.Tensor:
-        size = next(iter(inputs.values())).shape[-2:]
+        size = spatial_size(inputs)
         return F.interpolate(self.decode_head(self.backbone(inputs)), size=size, mode="bilinear", align_corners=False)
 
     def slide_logits(self, inputs: dict) -> torch.Tensor:
@@ -91,8 +94,9 @@ class SegmentationModel(BaseModel):
         return out / count
 
     def forward(self, inputs: dict, data_samples: dict | None = None, mode: str = "tensor"):
-        size = next(iter(inputs.values())).shape[-2:]
-        if mode != "loss" and self.crop_size and max(size) > self.crop_size:
+        size = spatial_size(inputs)
+        # Cached features (frozen protocol) describe the whole tile: no windows to slide.
+        if mode != "loss" and self.crop_size and max(size) > self.crop_size and "image_hw" not in inputs:
             logits = self.slide_logits(inputs)
             if mode == "predict":
                 return [{"pred": p, "gt": g} for p, g in zip(logits.argmax(1), data_samples["mask"])]
@@ -112,14 +116,15 @@ class SegmentationModel(BaseModel):
         return logits
 
 
-class SegmentationMetric(BaseMetric):
+class SegmentationMetric(TiledMetric):
     """mIoU, mF1 and OA (in %) from mmseg's confusion areas.
 
     ``mIoU`` averages over every class that occurs in the ground truth or the
     predictions; ``exclude`` adds e.g. ``mIoU_excl_clutter`` (the ISPRS convention).
+    Tile statistics: each tile's per-class intersection and union areas (mIoU is their sums' ratio).
     """
 
-    default_prefix = ""
+    primary = "mIoU"
 
     def __init__(self, class_names: Sequence[str], ignore_index: int = 255, exclude: Sequence[str] = ()) -> None:
         super().__init__()
@@ -134,7 +139,18 @@ class SegmentationMetric(BaseMetric):
             )
             self.results.append(areas)
 
-    def compute_metrics(self, results: list) -> dict[str, float]:
+    def tile_stats(self, results: list) -> dict[str, np.ndarray]:
+        inter, union = (torch.stack(r).double().numpy() for r in list(zip(*results))[:2])
+        return {"intersect": inter, "union": union}
+
+    @staticmethod
+    def resample(stats: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
+        iou = ratio(weights @ stats["intersect"], weights @ stats["union"])
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a resample may hold no class at all: NaN
+            return 100 * np.nanmean(iou, axis=1)
+
+    def metrics_from(self, results: list) -> dict[str, float]:
         inter, union, pred, label = (torch.stack(r).sum(0) for r in zip(*results))
         with np.errstate(divide="ignore", invalid="ignore"):
             scores = IoUMetric.total_area_to_metrics(inter, union, pred, label, metrics=["mIoU", "mFscore"])
@@ -152,6 +168,8 @@ class SegmentationTask(Task):
     """Semantic segmentation of the ``mask`` key; stratified by each sample's dominant class."""
 
     primary_metric = "mIoU"
+    metrics = (MetricInfo("mIoU"), MetricInfo("mF1"), MetricInfo("OA"), MetricInfo("mIoU_excl_"), MetricInfo("IoU."))
+    class_names_key = "classes"
     target_keys = ("mask",)
 
     def __init__(
@@ -185,7 +203,7 @@ class SegmentationTask(Task):
         return task
 
     def strata(self, dataset) -> np.ndarray:
-        return np.asarray(dataset.dominant_classes())
+        return label_summary(dataset, "dominant_class")
 
     def build_model(self, backbone: nn.Module, modalities: Sequence[str]) -> BaseModel:
         return SegmentationModel(

@@ -27,7 +27,7 @@ def synth_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def data(synth_root):
     """Tiny 32-px synthetic train (32 tiles) and test (16 tiles) splits shared by the task tests."""
-    from benchmark.data.synthetic import SyntheticBenchmark
+    from rsdatasets.synthetic import SyntheticBenchmark
 
     return (
         SyntheticBenchmark(synth_root, "train", seed=0, size=32, n=32),

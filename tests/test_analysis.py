@@ -26,24 +26,36 @@ def frame(rows) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize(
-    "metric, lower",
-    [("RMSE", True), ("MAE", True), ("AbsRel_ge1m", True), ("mIoU", False), ("mIoU_excl_clutter", False),
-     ("delta1.25_ge1m", False), ("OA", False), ("IoU.building", False), ("F1_change", False), ("mAP50", False)],
+    "task, metric, lower",
+    [("depth", "RMSE", True), ("depth", "MAE", True), ("depth", "AbsRel_ge1m", True),
+     ("segmentation", "mIoU", False), ("segmentation", "mIoU_excl_clutter", False),
+     ("depth", "delta1.25_ge1m", False), ("classification", "OA", False), ("segmentation", "IoU.building", False),
+     ("change_detection", "F1_change", False), ("detection", "mAP50", False), ("detection", "AP50.car", False)],
 )  # fmt: skip
-def test_metric_directions(metric, lower):
-    assert analysis.lower_is_better(metric) is lower
+def test_metric_directions_come_from_the_task(task, metric, lower):
+    assert analysis.lower_is_better(metric, task) is lower
 
 
-def test_directions_agree_with_the_tasks_that_declare_one():
+def test_an_undeclared_metric_is_an_error_not_a_guess():
+    with pytest.raises(KeyError, match="does not declare metric 'MSE'"):
+        analysis.lower_is_better("MSE", "depth")
+    with pytest.raises(KeyError, match="not registered"):
+        analysis.lower_is_better("mIoU", "no_such_task")
+
+
+def test_every_task_declares_its_primary_metric():
     from tasks import get_task, list_tasks
 
-    declared = 0
     for name in list_tasks():
         task = get_task(name)
-        if hasattr(task, "higher_is_better"):
-            declared += 1
-            assert analysis.lower_is_better(task.primary_metric) is (not task.higher_is_better), name
-    assert declared >= 3  # depth (lower) and at least two higher-is-better tasks
+        assert task.metric_info(task.primary_metric), name
+    assert analysis.lower_is_better("RMSE", "depth") and not analysis.lower_is_better("mIoU", "segmentation")
+
+
+def test_the_stored_direction_wins_over_the_registry():
+    # A row written by a plugin task records its own direction; the report needs no import of the plugin.
+    rows = frame([dict(row("random_init_vit_t16", 1.0, task="plugin_task", metric="MSE"), higher_is_better=False)])
+    assert analysis.prepare(rows)["lower"].item() is True
 
 
 # ---- bootstrap CI ----
@@ -134,69 +146,7 @@ def test_best_cell_per_column_is_bold_in_the_method_task_table():
     assert table.text.loc[("random_init", "random_init_vit_t16"), ("depth RMSE ↓", "50 %")] == "–"
 
 
-# ---- label savings ----
-
-
-def savings_rows(task="segmentation", metric="mIoU", error=False):
-    """random init reaches 60 at 100 %; mssdf matches it at 10 %, mae never does; two seeds at +-1 around each mean.
-
-    ``error=True`` turns every score v into 100 - v, an error metric where the same ranking is reversed.
-    """
-    curves = {
-        "random_init_vit_t16": [30, 40, 50, 60],
-        "mssdf_vit_t16": [50, 61, 65, 70],
-        "mae_vit_t16": [35, 45, 55, 59],
-    }
-    return [
-        row(b, (100 - v - d) if error else v + d, fraction=f, seed=s, task=task, metric=metric)
-        for b, values in curves.items()
-        for f, v in zip([0.05, 0.1, 0.25, 1.0], values)
-        for s, d in enumerate((-1, 1))
-    ]
-
-
-def test_label_savings_found_and_not_reached():
-    savings = analysis.label_savings(analysis.seed_stats(frame(savings_rows()))).set_index("backbone")
-    assert savings.loc["mssdf_vit_t16", "fraction_needed"] == 0.1
-    assert savings.loc["mssdf_vit_t16", "labels_saved"] == pytest.approx(0.9)
-    assert savings.loc["mssdf_vit_t16", "result"] == "10 % of labels (saves 90 %)"
-    assert savings.loc["mssdf_vit_t16", "baseline"] == "random_init_vit_t16"
-    assert savings.loc["mssdf_vit_t16", "baseline_mean"] == 60.0
-    assert math.isnan(savings.loc["mae_vit_t16", "fraction_needed"])
-    assert savings.loc["mae_vit_t16", "result"] == "not reached (best 59.00 vs 60.00)"
-    assert "random_init_vit_t16" not in savings.index  # the baseline is not compared with itself
-
-
-def test_label_savings_for_lower_is_better_metrics():
-    # RMSE = 100 - score: random init 40 at 100 %; mssdf 50, 39, ... -> 10 % (a higher-is-better reading would
-    # wrongly take 5 %, where 50 >= 40); mae 65, 55, 45, 41 never gets down to 40.
-    rows = savings_rows(task="depth", metric="RMSE", error=True)
-    savings = analysis.label_savings(analysis.seed_stats(frame(rows))).set_index("backbone")
-    assert savings.loc["mssdf_vit_t16", "fraction_needed"] == 0.1
-    assert savings.loc["mssdf_vit_t16", "mean_at_fraction"] == 39.0
-    assert savings.loc["mae_vit_t16", "result"] == "not reached (best 41.00 vs 40.00)"
-
-
-def test_label_savings_needs_a_baseline_at_full_labels():
-    rows = [r for r in savings_rows() if not (r["method"] == "random_init" and r["fraction"] == 1.0)]
-    savings = analysis.label_savings(analysis.seed_stats(frame(rows)))
-    assert set(savings["result"]) == {"no random-init baseline at 100 % labels"}
-
-
-def test_label_savings_pick_the_baseline_of_the_same_architecture():
-    rows = [row("random_init_vit_t16", 60.0), row("random_init_vit_s16", 80.0, arch="vit_s16"),
-            row("mssdf_vit_t16", 65.0), row("mssdf_vit_s16", 70.0, arch="vit_s16")]  # fmt: skip
-    savings = analysis.label_savings(analysis.seed_stats(frame(rows))).set_index("backbone")
-    assert savings.loc["mssdf_vit_t16", "baseline"] == "random_init_vit_t16"
-    assert savings.loc["mssdf_vit_s16", "baseline"] == "random_init_vit_s16"
-    assert savings.loc["mssdf_vit_s16", "result"].startswith("not reached")
-
-
-def test_label_savings_warn_when_random_init_is_better_with_fewer_labels():
-    rows = [row("random_init_vit_t16", 50.0, fraction=0.1), row("random_init_vit_t16", 40.0),
-            row("mssdf_vit_t16", 45.0, fraction=0.1)]  # fmt: skip
-    savings = analysis.label_savings(analysis.seed_stats(frame(rows)))
-    assert savings["caveat"].item() == "random init scores better at 10 % than at 100 %"
+# ---- label savings: tests/test_statistics.py (they need paired tile statistics) ----
 
 
 # ---- published vs ours ----
@@ -220,5 +170,6 @@ def test_published_rows_match_method_task_dataset_fraction_metric():
 
 
 def test_synthetic_runs_match_no_published_number():
-    stats = analysis.seed_stats(frame(savings_rows()))
+    rows = [row("mssdf_vit_t16", 50.0 + s, fraction=f, seed=s) for f in (0.05, 1.0) for s in (0, 1)]
+    stats = analysis.seed_stats(frame(rows))
     assert analysis.published_vs_ours(stats, analysis.load_reference()).empty

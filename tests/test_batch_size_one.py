@@ -15,8 +15,8 @@ from torch.utils.data import Subset
 
 import backbones
 import backbones.timm_convert  # noqa: F401  (registers timm_vit_*)
-from benchmark.data.synthetic import SyntheticBenchmark
 from benchmark.pretrain import build_runner
+from rsdatasets.synthetic import SyntheticBenchmark
 from tasks import TrainBudget, finetune, get_task
 
 ENCODER = dict(arch="vit_t16", img_size=32, patch_size=16, encoder_kwargs=dict(depth=2))

@@ -16,9 +16,9 @@ from backbones.cmid.hooks import LocalTeacherTempHook
 from backbones.cmid.losses import LocalDistillLoss, MIMLoss, focal_l1
 from backbones.cmid.views import block_mask, cell_centres, crop_resize, fill_masked, upsample_mask
 from backbones.hooks import TeacherEMAHook
-from backbones.mmregistry import MODELS
 from benchmark.cli import main
-from benchmark.data.synthetic import SyntheticBenchmark
+from rsbench.registry import MODELS
+from rsdatasets.synthetic import SyntheticBenchmark
 from tasks import TrainBudget, finetune, get_task
 
 TINY = dict(arch="vit_t16", img_size=32, patch_size=8, encoder_kwargs=dict(depth=2), mask_block=8, proj_hidden=32,

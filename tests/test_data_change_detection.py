@@ -10,9 +10,9 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from benchmark.data import build_dataset
-from benchmark.data.change_detection import CDD, LEVIRCD, SECOND, SECOND_COLOURS
-from benchmark.data.errors import DatasetFileError, DatasetNotFoundError
+from rsdatasets import build_dataset
+from rsdatasets.change_detection import CDD, LEVIRCD, SECOND, SECOND_COLOURS
+from rsdatasets.errors import DatasetFileError, DatasetNotFoundError
 
 WHITE = (255, 255, 255)
 CLASS_COLOURS = [c for c in SECOND_COLOURS if c != WHITE]

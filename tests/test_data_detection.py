@@ -10,9 +10,9 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from benchmark.data import build_dataset
-from benchmark.data.detection import DIOR, DIOR_CLASSES, DOTA, DOTA_CLASSES
-from benchmark.data.errors import DatasetFileError, DatasetNotFoundError
+from rsdatasets import build_dataset
+from rsdatasets.detection import DIOR, DIOR_CLASSES, DOTA, DOTA_CLASSES
+from rsdatasets.errors import DatasetFileError, DatasetNotFoundError
 
 HBB = "Annotations/Horizontal Bounding Boxes"
 

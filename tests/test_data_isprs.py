@@ -11,10 +11,10 @@ import torch
 
 rasterio = pytest.importorskip("rasterio")
 
-from benchmark.data import build_dataset  # noqa: E402
-from benchmark.data.check import check_dataset, print_report  # noqa: E402
-from benchmark.data.errors import DatasetFileError, DatasetNotFoundError  # noqa: E402
-from benchmark.data.isprs import (  # noqa: E402
+from rsdatasets import build_dataset  # noqa: E402
+from rsdatasets.check import check_dataset, print_report  # noqa: E402
+from rsdatasets.errors import DatasetFileError, DatasetNotFoundError  # noqa: E402
+from rsdatasets.isprs import (  # noqa: E402
     PALETTE,
     POTSDAM_TEST,
     POTSDAM_TRAIN,
@@ -184,7 +184,7 @@ def test_nodata_heights_are_masked_never_nan(potsdam: Path, monkeypatch: pytest.
     assert not valid[2:4, 2:6].any() and not valid[10, 10:13].any() and valid.sum() == 96 * 96 - 8 - 3
     assert np.isfinite(dsm).all() and (dsm[~valid] == 0).all()
     assert np.allclose(dsm[valid], heights(96, 96)[0][valid])
-    monkeypatch.setattr("benchmark.data.check.BLOCK", 40)  # several blocks per file, as on real tiles
+    monkeypatch.setattr("rsdatasets.check.BLOCK", 40)  # several blocks per file, as on real tiles
     report = check_dataset("potsdam", potsdam, tiles=TILES)
     assert report.label_colours.total() == 96 * 96 * len(TILES), "blocks are disjoint: each pixel counted once"
     fractions = {f.path.name: f.nodata_fraction for f in report.files if f.role == "dsm"}

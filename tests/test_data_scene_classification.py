@@ -10,9 +10,9 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from benchmark.data import build_dataset
-from benchmark.data.errors import DatasetFileError, DatasetNotFoundError
-from benchmark.data.scene_classification import AID, RESISC45, UCMerced, stratified_split
+from rsdatasets import build_dataset
+from rsdatasets.errors import DatasetFileError, DatasetNotFoundError
+from rsdatasets.scene_classification import AID, RESISC45, UCMerced, stratified_split
 
 PX = 24
 

@@ -11,10 +11,10 @@ import torch
 
 rasterio = pytest.importorskip("rasterio")
 
-from benchmark.data import build_dataset  # noqa: E402
-from benchmark.data.check import check_dataset  # noqa: E402
-from benchmark.data.errors import DatasetFileError, DatasetNotFoundError  # noqa: E402
-from benchmark.data.us3d import US3D  # noqa: E402
+from rsdatasets import build_dataset  # noqa: E402
+from rsdatasets.check import check_dataset  # noqa: E402
+from rsdatasets.errors import DatasetFileError, DatasetNotFoundError  # noqa: E402
+from rsdatasets.us3d import US3D  # noqa: E402
 
 # Three geographic tiles per city; JAX_001 seen in two satellite images.
 STEMS = ("JAX_001_002", "JAX_001_007", "JAX_002_001", "JAX_003_004", "OMA_011_001", "OMA_012_003", "OMA_013_002")

@@ -10,8 +10,8 @@ import pytest
 
 rasterio = pytest.importorskip("rasterio")
 
-from benchmark.data.errors import DatasetFileError  # noqa: E402
-from benchmark.data.geotiff import (  # noqa: E402
+from rsdatasets.errors import DatasetFileError  # noqa: E402
+from rsdatasets.geotiff import (  # noqa: E402
     IGNORE,
     codes_to_classes,
     label_codes,

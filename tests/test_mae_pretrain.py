@@ -5,8 +5,8 @@ from mmengine.config import ConfigDict
 
 import backbones
 from backbones.mae.model import random_masking
-from backbones.mmregistry import MODELS
 from benchmark.cli import main
+from rsbench.registry import MODELS
 
 TINY = dict(arch="vit_t16", img_size=32, patch_size=8, encoder_kwargs=dict(depth=2), decoder_dim=32, decoder_depth=1,
             decoder_heads=2)  # fmt: skip

@@ -8,12 +8,14 @@ import shutil
 import subprocess
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from rich.console import Console
 
 from benchmark.cli import main
 from benchmark.report import report_run, write_summary
 from benchmark.results import ResultStore
+from benchmark.tilestats import save_tile_stats
 
 FRACTIONS = (0.05, 0.25, 1.0)
 # mean score per backbone and fraction; mssdf matches random init at 100 % from 25 %, mae never does
@@ -39,8 +41,28 @@ Runtime environment:
 """
 
 
+N_TILES = 40
+_SHARED = np.random.default_rng(0).normal(0, 0.05, N_TILES)  # tile difficulty shared by every model
+
+
+def _centred(x):
+    return x - x.mean()
+
+
+def _tile_stats(run_dir, chash, task, value, seed):
+    """Per-tile statistics whose metric is exactly ``value`` (paired: the tiles' difficulty is shared)."""
+    own = np.random.default_rng(abs(hash(chash)) % 2**32).normal(0, 0.01, N_TILES)
+    if task == "segmentation":
+        stats = {"intersect": ((value / 100 + _centred(_SHARED) + _centred(own)) * 100)[:, None],
+                 "union": np.full((N_TILES, 1), 100.0)}  # fmt: skip
+    else:  # depth: RMSE pools squared errors over tiles of 100 valid pixels
+        stats = {"n": np.full(N_TILES, 100.0), "sse": 100 * value**2 * (1 + _centred(_SHARED) + _centred(own))}
+    save_tile_stats(run_dir / "cells" / chash, stats, task=task)
+
+
 def make_run(run_dir):
-    """A run directory as a sweep leaves it: results, one training log per cell, one failed cell with its log."""
+    """A run directory as a sweep leaves it: results, tile statistics and one training log per cell, one failed
+    cell with its log."""
     rows = []
     for backbone, curve in CURVES.items():
         method = backbone.split("_vit")[0]
@@ -53,9 +75,10 @@ def make_run(run_dir):
                             wall_time_s=3.0, created="2026-11-25T00:00:00+00:00")  # fmt: skip
                 rows += [dict(base, task="segmentation", config_hash=chash, metric=m, value=mean + delta + off)
                          for m, off in (("mIoU", 0.0), ("OA", 20.0))]  # fmt: skip
-                rows += [
-                    dict(base, task="depth", config_hash=chash + "d", metric="RMSE", value=(100 - mean - delta) / 40)
-                ]
+                rmse = (100 - mean - delta) / 40
+                rows += [dict(base, task="depth", config_hash=chash + "d", metric="RMSE", value=rmse)]
+                _tile_stats(run_dir, chash, "segmentation", mean + delta, seed)
+                _tile_stats(run_dir, chash + "d", "depth", rmse, seed)
                 log = run_dir / "cells" / chash / "20261125_133632" / "20261125_133632.log"
                 log.parent.mkdir(parents=True, exist_ok=True)
                 log.write_text(MMENGINE_LOG_HEAD)
@@ -83,20 +106,23 @@ def report_dir(tmp_path_factory):
 def test_report_writes_all_three_formats_and_the_figures(report_dir):
     out, written = report_dir
     names = sorted(p.name for p in written)
-    assert names == ["label_efficiency_depth.png", "label_efficiency_segmentation.png", "label_savings.png",
-                     "report.html", "report.md", "report.tex"]  # fmt: skip
+    assert names == ["baseline_monotonicity.csv", "comparisons.csv", "label_efficiency_depth.png",
+                     "label_efficiency_segmentation.png", "label_savings.csv", "label_savings.png", "report.html",
+                     "report.md", "report.tex", "stats.csv"]  # fmt: skip
     for path in written:
-        assert path.stat().st_size > 500, path
+        assert path.stat().st_size > (100 if path.suffix == ".csv" else 500), path
     assert not list(out.glob("*.tmp*"))
 
 
 def test_markdown_has_the_tables_savings_failures_and_provenance(report_dir):
     md = (report_dir[0] / "report.md").read_text()
-    # mssdf is best at 100 % (70 +- 1.41 over two seeds; two seeds -> CI is [min, max] = [69, 71])
-    assert "**70.00 ± 1.41 [69.00, 71.00]**" in md
-    assert "| mssdf_vit_t16 |" in md.replace("  ", "") or "mssdf_vit_t16" in md
-    assert "25 % of labels (saves 75 %)" in md  # mssdf 62 >= 60 at 25 %, 50 < 60 at 5 %
-    assert "not reached (best 58.00 vs 60.00)" in md  # mae
+    # mssdf is best at 100 % (70 +- 1.41 over two seeds), with an interval over seeds and test tiles
+    best = re.search(r"\*\*70\.00 ± 1\.41 \[(\d+\.\d+), (\d+\.\d+)\]\*\*", md)
+    assert best and float(best.group(1)) < 70 < float(best.group(2))
+    assert "seeds x tiles" in md
+    assert "25 % of labels (saves 75 %)" in md  # mssdf 62 > 60 at 25 % (resolved), 50 < 60 at 5 %
+    assert "not reached (worse at every fraction)" in md  # mae: 58 < 60 even at 100 %
+    assert "Paired differences vs random init" in md and "Does random init improve with labels?" in md
     assert "RuntimeError: CUDA out of memory" in md and "cells/failedcell/error.log" in md
     assert "logs/segmentation_synthetic_random_init_vit_t16_f0.05_s0-7_failedcell.log" in md
     assert '"max_iters": 3' in md  # the cell config from the top of its sweep log
@@ -105,7 +131,7 @@ def test_markdown_has_the_tables_savings_failures_and_provenance(report_dir):
     assert "mmsegmentation" in md and "timm" in md  # versions where the report was made
     assert 'name = "tiny"' in md  # the sweep spec found in the run directory
     assert "no published number matches this run" in md
-    assert "![segmentation on synthetic: mIoU" in md
+    assert "![segmentation on synthetic (finetune): mIoU" in md
 
 
 def test_several_datasets_of_a_task_get_their_own_columns_and_curves(tmp_path):
@@ -137,11 +163,11 @@ def test_latex_is_booktabs_with_bold_best_and_compiles_ish(report_dir):
     tex = (report_dir[0] / "report.tex").read_text()
     body = "\n".join(line for line in tex.splitlines() if not line.startswith("%"))
     n_tables = body.count("\\begin{table}")
-    assert n_tables == 3  # method x task, ranks, label savings (published vs ours is empty here)
+    assert n_tables == 5  # method x task, paired, monotone, ranks, label savings (published vs ours is empty here)
     for rule in ("\\toprule", "\\midrule", "\\bottomrule"):
         assert body.count(rule) == n_tables
     assert body.count("\\begin{tabular}") == body.count("\\end{tabular}") == n_tables
-    assert "\\textbf{70.00 $\\pm$ 1.41 [69.00, 71.00]}" in body
+    assert re.search(r"\\textbf\{70\.00 \$\\pm\$ 1\.41 \[", body)
     unescaped = re.sub(r"\\[{}%_&#$]", "", body)
     depth = 0
     for ch in unescaped:
@@ -193,7 +219,7 @@ def test_a_run_where_every_cell_failed_still_gets_a_report(tmp_path):
     ResultStore(tmp_path).append([row])
     console = Console(record=True, width=200, file=open(os.devnull, "w"))
     written = report_run(tmp_path, tmp_path / "out", console=console)
-    assert sorted(p.name for p in written) == ["report.html", "report.md", "report.tex"]
+    assert sorted(p.name for p in written if p.suffix != ".csv") == ["report.html", "report.md", "report.tex"]
     md = (tmp_path / "out" / "report.md").read_text()
     assert "1 cells (1 failed), tasks: none finished" in md and "FileNotFoundError: no data" in md
 
@@ -270,7 +296,7 @@ def test_html_renders_tables_and_images_in_headless_chromium(report_dir, tmp_pat
     assert len(check["images"]) == 3
     assert all(complete and width > 300 and height > 200 for complete, width, height in check["images"]), check
     assert check["rows"] >= 3 + 3 + 2  # method x task, ranks, label savings at least
-    assert "mssdf_vit_t16" in dom and "not reached (best 58.00 vs 60.00)" in dom
+    assert "mssdf_vit_t16" in dom and "not reached (worse at every fraction)" in dom
 
 
 def test_html_screenshot_is_not_blank(report_dir, tmp_path):

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.data import register_dataset
-from benchmark.data.synthetic import SyntheticBenchmark
 from benchmark.launch import run_sweep
 from benchmark.progress import plan
-from benchmark.provenance import config_hash
+from benchmark.provenance import code_fingerprint, config_hash
 from benchmark.results import ResultStore
 from benchmark.sweep import SweepSpec, cell_hash, expand_cells
+from rsdatasets import register_dataset
+from rsdatasets.synthetic import SyntheticBenchmark
 from tasks import TrainBudget
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,14 +49,20 @@ def _ok_values(run_dir) -> pd.Series:
     return frame.set_index(["config_hash", "metric"])["value"].sort_index()
 
 
-def test_a_single_dataset_spec_keeps_the_config_hashes_of_older_runs(tmp_path):
-    spec = _spec(tmp_path)
-    for cell in expand_cells(spec):
-        before = {k: v for k, v in asdict(cell).items() if k != "dataset"}  # the layout before per-task datasets
-        before.update(checkpoint="none", backbone_kwargs=VIT, dataset=spec.dataset, modalities=["rgb", "dsm"],
-                      budget=asdict(TrainBudget(**BUDGET)), task_kwargs=dict(head_channels=16))  # fmt: skip
-        assert cell_hash(spec, cell) == config_hash(before)
-        assert cell.dataset == "synthetic"
+def test_the_cell_hash_covers_what_decides_the_numbers(tmp_path, monkeypatch):
+    spec = _spec(tmp_path, protocols=["frozen", "finetune"])
+    cells = expand_cells(spec)
+    assert {c.protocol for c in cells} == {"frozen", "finetune"}
+    for cell in cells:
+        expected = {k: v for k, v in asdict(cell).items() if k != "dataset"}
+        expected.update(code=code_fingerprint(), checkpoint="none", backbone_kwargs=VIT, dataset=spec.dataset,
+                        modalities=["rgb", "dsm"], budget=asdict(TrainBudget(**BUDGET)),
+                        task_kwargs=dict(head_channels=16))  # fmt: skip
+        assert cell_hash(spec, cell) == config_hash(expected)
+    # A change to the code that computes results changes every hash (no stale row is reused).
+    before = cell_hash(spec, cells[0])
+    monkeypatch.setattr("benchmark.sweep.code_fingerprint", lambda: "another-version")
+    assert cell_hash(spec, cells[0]) != before
 
 
 def test_per_task_datasets_go_into_cells_and_rows(tmp_path):
@@ -72,7 +78,7 @@ def test_per_task_datasets_go_into_cells_and_rows(tmp_path):
                 **data,
                 modalities=["rgb"],
                 budget=dict(max_iters=1),
-                task_kwargs=dict(protocol="finetune"),
+                protocols=["finetune"],
             ),
         ),
         train_seeds=[0],
@@ -124,7 +130,7 @@ PRESETS = {"mssdf_paper": 90, "cmid_paper": 45}  # backbones x (task, dataset, f
 
 @pytest.mark.parametrize("preset, n_cells", PRESETS.items())
 def test_paper_presets_load_expand_and_dry_run(tmp_path, monkeypatch, capsys, preset, n_cells):
-    from benchmark.data import list_datasets
+    from rsdatasets import list_datasets
 
     path = REPO / "configs" / "sweeps" / f"{preset}.py"
     monkeypatch.chdir(tmp_path)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.data import scene_model as sm
-from benchmark.data.synthetic import SPLITS, SyntheticBenchmark, split_dir, synthesize
+from rsdatasets import scene_model as sm
+from rsdatasets.synthetic import SPLITS, SyntheticBenchmark, split_dir, synthesize
 
 B, IMP, LOW, TREE, CAR, CLUT = sm.BUILDING, sm.IMPERVIOUS, sm.LOW_VEGETATION, sm.TREE, sm.CAR, sm.CLUTTER
 
@@ -252,7 +252,15 @@ def test_dataset_samples(dataset):
     np.testing.assert_array_equal(s["dsm"].numpy(), ref["dsm"])
     np.testing.assert_allclose(s["ndsm"].numpy(), ref["ndsm"], atol=0.02)
     np.testing.assert_array_equal(s["mask"].numpy(), ref["mask"])
-    np.testing.assert_array_equal(s["boxes"].numpy(), ref["boxes"])
+    # detection targets: buildings only by default (cars are under the backbone stride; rsdatasets/synthetic.py)
+    np.testing.assert_array_equal(s["boxes"].numpy(), ref["boxes"][ref["box_labels"] == 0])
+    assert (s["box_labels"] == 0).all()
+    both = SyntheticBenchmark(dataset.path.parents[1], "train", seed=0, size=64, n=24, det_classes=("building", "car"))
+    np.testing.assert_array_equal(both[5]["boxes"].numpy(), ref["boxes"])
+    np.testing.assert_array_equal(both[5]["box_labels"].numpy(), ref["box_labels"])
+    assert both.metainfo["det_classes"] == ("building", "car") and dataset.metainfo["det_classes"] == ("building",)
+    with pytest.raises(ValueError, match="unknown det_classes"):
+        SyntheticBenchmark(dataset.path.parents[1], "train", seed=0, size=64, n=24, det_classes=("truck",))
     labels = dataset.scene_labels()
     assert labels.shape == (24,) and labels[5] == s["label"].item()
     dominant = dataset.dominant_classes()

@@ -70,4 +70,4 @@ def test_modalities_collate_and_strata(data):
     expected = [int(train[i]["change"].any()) for i in range(len(train))]
     np.testing.assert_array_equal(task.strata(train), expected)
     assert 0 < sum(expected) < len(train)  # both strata occur in the tiny data
-    assert task.primary_metric == "F1_change" and task.higher_is_better
+    assert task.primary_metric == "F1_change" and task.higher_is_better("F1_change")

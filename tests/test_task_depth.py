@@ -95,7 +95,7 @@ def test_inputs_targets_and_strata(data):
     train, _ = data
     task = get_task("depth", target="dsm")
     assert task.input_modalities(("rgb", "dsm", "ms")) == ("rgb",)
-    assert task.target_keys == ("dsm", "dsm_valid") and not task.higher_is_better
+    assert task.target_keys == ("dsm", "dsm_valid") and not task.higher_is_better("RMSE")
     with pytest.raises(ValueError, match="ndsm"):
         get_task("depth", target="height")
     strata = task.strata(train)

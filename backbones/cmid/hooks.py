@@ -5,7 +5,7 @@ from __future__ import annotations
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from ..mmregistry import HOOKS
+from rsbench.registry import HOOKS
 
 
 @HOOKS.register_module()

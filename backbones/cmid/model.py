@@ -31,8 +31,9 @@ from mmengine.model import BaseModel, ExponentialMovingAverage
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from torch import Tensor, nn
 
+from rsbench.registry import MODELS
+
 from ..cnn import MultiModalResNet, MultiModalSwin
-from ..mmregistry import MODELS
 from ..normalize import normalize_modalities
 from ..vit import MODALITY_CHANNELS, VIT_ARCHS, MultiModalViT
 from .heads import KeyQueue, LocalHead, MIMDecoder, gather_positions, match_positions

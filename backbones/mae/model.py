@@ -17,7 +17,8 @@ from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from torch import Tensor
 
-from ..mmregistry import MODELS
+from rsbench.registry import MODELS
+
 from ..normalize import normalize_modalities
 from ..vit import MODALITY_CHANNELS, VIT_ARCHS, MultiModalViT
 

@@ -17,7 +17,8 @@ from timm.layers import build_sincos2d_pos_embed
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from ..mmregistry import MODELS
+from rsbench.registry import MODELS
+
 from ..normalize import normalize_modalities
 from ..vit import VIT_ARCHS, MultiModalViT
 from .masking import mssdf_masks
@@ -110,18 +111,22 @@ class MSSDF(BaseModel):
         mask_ratio: float = 0.75,
         mask_weights: Sequence[float] = (0.8, 0.5, 0.3),
         mask_prefer: str = "mask_flat",
+        score_scale: float = 1.0,
         independent_masks: bool = False,
         dsm_extra_p: float = 0.1,
         temperature: float = 0.07,
         rec_loss: str = "smooth_l1",
         loss_weights: dict | None = None,
+        diagnostic_interval: int = 10,
         data_preprocessor: dict | None = None,
         init_cfg: dict | None = None,
     ) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.modalities = ("rgb", "dsm")
         self.arch, self.patch_size = arch, patch_size
-        self.student = MultiModalViT(VIT_ARCHS[arch], self.modalities, img_size, patch_size, **(encoder_kwargs or {}))
+        # fusion="late": downstream, the exported encoder runs one token sequence per modality, as here.
+        self.student = MultiModalViT(VIT_ARCHS[arch], self.modalities, img_size, patch_size, fusion="late",
+                                     **(encoder_kwargs or {}))  # fmt: skip
         self.student.use_fixed_sincos_positions()
         # The teacher starts as an exact copy of the student and only moves by EMA (no gradients).
         self.teacher = ExponentialMovingAverage(self.student, momentum=0.004)
@@ -136,18 +141,20 @@ class MSSDF(BaseModel):
         self.rec_norm = nn.LayerNorm(decoder_dim)
         self.rec_head = nn.Linear(decoder_dim, dim)
         self.shared_proj = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, proj_dim))
-        self.specific_proj = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, proj_dim))
         self.modality_head = nn.Linear(dim, len(self.modalities))
         for p in (self.fusion_token, *self.mask_tokens.values()):
             nn.init.trunc_normal_(p, std=0.02)
         self.mask_cfg = dict(
-            mask_ratio=mask_ratio, weights=tuple(mask_weights), prefer=mask_prefer, patch_size=patch_size
-        )
+            mask_ratio=mask_ratio, weights=tuple(mask_weights), prefer=mask_prefer, patch_size=patch_size,
+            value_scale=score_scale,
+        )  # fmt: skip
         self.independent_masks = independent_masks
         self.dsm_extra_p = dsm_extra_p
         self.temperature = temperature
         self.rec_loss = rec_loss
         self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
+        self.diagnostic_interval = diagnostic_interval
+        self._steps = 0
 
     def export_encoder(self) -> MultiModalViT:
         """The downstream backbone: the student encoder (the teacher is only a training target)."""
@@ -158,7 +165,12 @@ class MSSDF(BaseModel):
         return build_sincos2d_pos_embed([h, w], dim, device=like.device, dtype=like.dtype)[None]
 
     def _student_tokens(self, modality: str, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Encode the visible patches of one modality: (tokens B x V x C, index, valid)."""
+        """Encode the visible patches of one modality: (tokens B x V x C, index, valid).
+
+        The same steps as the exported encoder's downstream forward of that modality
+        (``MultiModalViT.encode``: patch embedding, positions, prefix, norm_pre, blocks, final norm);
+        with nothing masked the tokens are the downstream ones (``tests/test_mssdf_interface.py``).
+        """
         vit = self.student
         tokens = vit.patch_embeds[modality](x)
         b, h, w, c = tokens.shape
@@ -172,8 +184,10 @@ class MSSDF(BaseModel):
             valid_all = torch.cat([valid.new_ones(b, prefix), valid], 1)
         else:
             valid_all = valid
-        t = vit.vit.norm(run_blocks(vit.vit.blocks, vit.vit.norm_pre(t), valid_all))
-        return t[:, prefix:], index, valid
+        # No key mask when every token is real: the unmasked call is then exactly the encoder's own.
+        t = vit.vit.norm_pre(vit.vit.pos_drop(t))
+        t = vit.vit.blocks(t) if bool(valid_all.all()) else run_blocks(vit.vit.blocks, t, valid_all)
+        return vit.vit.norm(t)[:, prefix:], index, valid
 
     @torch.no_grad()
     def _teacher_targets(self, modality: str, x: Tensor) -> Tensor:
@@ -213,18 +227,10 @@ class MSSDF(BaseModel):
         m = mask.to(per_token.dtype)
         return (per_token * m).sum() / m.sum().clamp(min=1)
 
-    def loss(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
-        """All loss terms for one batch of raw RGB + DSM (masks are drawn here, on the batch's device)."""
-        masks = dict(zip(self.modalities, self._masks(inputs)))
-        x = normalize_modalities(inputs)
-        enc, idx, valid = {}, {}, {}
-        for m in self.modalities:
-            enc[m], idx[m], valid[m] = self._student_tokens(m, x[m], masks[m])
-        b, _, hh, ww = x["rgb"].shape
-        h, w = hh // self.patch_size, ww // self.patch_size
-        n = h * w
+    def _decode(self, enc: dict, idx: dict, valid: dict, masks: dict, h: int, w: int) -> dict[str, Tensor]:
+        """Fusion + shared reconstruction decoders: predicted teacher tokens of every position, per modality."""
+        b, n = enc["rgb"].shape[0], h * w
         dpos = self._decoder_positions(h, w, enc["rgb"]).expand(b, -1, -1)
-
         # Fusion decoder: both modalities' visible tokens + fusion queries where either is visible.
         u_idx, u_valid = visible_index(masks["rgb"] & masks["dsm"])
         dec = [self.enc_to_dec(enc[m]) + gather_tokens(dpos, idx[m]) for m in self.modalities]
@@ -232,25 +238,41 @@ class MSSDF(BaseModel):
         seq = torch.cat([*dec, self.fusion_token + fusion_pos], 1)
         seq_valid = torch.cat([valid["rgb"], valid["dsm"], u_valid], 1)
         fused = self.fusion_norm(run_blocks(self.fusion_decoder, seq, seq_valid)[:, -u_idx.shape[1] :])
-
         # Shared reconstruction decoder, both modalities in one batch: fused context + a mask token everywhere.
         ctx = (fused + fusion_pos).repeat(2, 1, 1)
         queries = torch.cat([self.mask_tokens[m].expand(b, n, -1) + dpos for m in self.modalities])
         rec_valid = torch.cat([u_valid.repeat(2, 1), u_valid.new_ones(2 * b, n)], 1)
         rec = self.rec_decoder_out(torch.cat([ctx, queries], 1), rec_valid)[:, -n:]
-        pred = dict(zip(self.modalities, rec.split(b)))
+        return dict(zip(self.modalities, rec.split(b)))
+
+    def _reconstruction(self, x: dict, masks: dict, targets: dict, h: int, w: int):
+        enc, idx, valid = {}, {}, {}
+        for m in self.modalities:
+            enc[m], idx[m], valid[m] = self._student_tokens(m, x[m], masks[m])
+        pred = self._decode(enc, idx, valid, masks, h, w)
+        rec = {m: self._reconstruction_loss(pred[m], targets[m], masks[m]) for m in self.modalities}
+        return enc, valid, pred, rec
+
+    def loss(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """All loss terms for one batch of raw RGB + DSM (masks are drawn here, on the batch's device)."""
+        masks = dict(zip(self.modalities, self._masks(inputs)))
+        x = normalize_modalities(inputs)
+        b, _, hh, ww = x["rgb"].shape
+        h, w = hh // self.patch_size, ww // self.patch_size
+        targets = {m: self._teacher_targets(m, x[m]) for m in self.modalities}
+        enc, valid, pred, rec = self._reconstruction(x, masks, targets, h, w)
 
         lw = self.loss_weights
-        losses = {}
-        for m in self.modalities:
-            target = self._teacher_targets(m, x[m])
-            losses[f"loss_rec_{m}"] = lw["rec"] * self._reconstruction_loss(pred[m], target, masks[m])
+        losses = {f"loss_rec_{m}": lw["rec"] * rec[m] for m in self.modalities}
         pooled = {m: masked_mean(enc[m], valid[m]) for m in self.modalities}
         losses["loss_align"] = lw["align"] * info_nce(
             self.shared_proj(pooled["rgb"]), self.shared_proj(pooled["dsm"]), self.temperature
         )
-        specific = [F.normalize(self.specific_proj(pooled[m]), dim=-1) for m in self.modalities]
-        losses["loss_hsic"] = lw["hsic"] * linear_hsic(*specific)
+        # Independence of the two modalities' decoded outputs, as the official code (HSIC on the decoder
+        # outputs): each is pooled over its positions and L2-normalised, so the term is scale-free and its
+        # gradient reaches the encoder through both decoders (a head trained by nothing else could zero it).
+        decoded = [F.normalize(pred[m].mean(1), dim=-1) for m in self.modalities]
+        losses["loss_hsic"] = lw["hsic"] * linear_hsic(*decoded)
         logits = torch.cat([self.modality_head(enc[m][valid[m]]) for m in self.modalities])
         labels = torch.cat(
             [torch.full((int(valid[m].sum()),), i, device=logits.device) for i, m in enumerate(self.modalities)]
@@ -259,7 +281,27 @@ class MSSDF(BaseModel):
         # Collapse watch (logged, not optimised): a student whose features no longer differ between
         # images predicts position-only targets perfectly, so falling rec losses alone prove nothing.
         losses["feat_std_images"] = pooled["rgb"].detach().std(0).mean() if b > 1 else pooled["rgb"].new_zeros(())
+        self._steps += 1
+        if b > 1 and self.diagnostic_interval and self._steps % self.diagnostic_interval == 1:
+            losses.update(self.content_diagnostic(x, masks, targets, rec, h, w))
         return losses
+
+    @torch.no_grad()
+    def content_diagnostic(self, x: dict, masks: dict, targets: dict, rec: dict, h: int, w: int) -> dict[str, Tensor]:
+        """Does reconstruction use image content or only position? (logged, not optimised)
+
+        The student gets another sample's inputs (the batch rolled by one; same masks, so the same
+        positions are visible) while the targets stay those of the original samples. A model that
+        predicts from position alone does as well on the wrong inputs (ratio ~1); one that uses
+        content does worse (ratio > 1). With fixed sin-cos positions about a quarter of the teacher
+        target variance is position at init, so a falling loss alone cannot tell the two apart.
+        """
+        rolled = {m: x[m].roll(1, 0) for m in self.modalities}
+        _, _, _, wrong = self._reconstruction(rolled, masks, targets, h, w)
+        out = {}
+        for m in self.modalities:
+            out[f"content_ratio_{m}"] = wrong[m] / rec[m].detach().clamp(min=1e-12)
+        return out
 
     def rec_decoder_out(self, seq: Tensor, valid: Tensor) -> Tensor:
         return self.rec_head(self.rec_norm(run_blocks(self.rec_decoder, seq, valid)))

@@ -55,9 +55,12 @@ budgets = dict(
                           eval_batch_size=8, log_interval=50),
 )  # fmt: skip
 task_kwargs = dict(
-    classification=dict(protocol="finetune"),  # class names come from each dataset
+    classification=dict(),  # class names come from each dataset
     segmentation=dict(head_channels=512, exclude_from_miou=["clutter"]),  # reports mIoU and mIoU_excl_clutter
     detection=dict(neck_channels=256),
     change_detection=dict(),
 )
+protocols = ["finetune"]  # every published CMID protocol fine-tunes
+# Fixed schedules, last iterate, as published: no validation split carved from the labels.
+budgets = {task: dict(budget, val_checks=0) for task, budget in budgets.items()}
 slurm = dict(time_min=24 * 60, gpus=1, cpus=8, mem_gb=64)

@@ -12,7 +12,6 @@ _budget = dict(max_iters=150, batch_size=8, lr=5e-4, warmup_iters=15)
 budgets = {t: _budget for t in tasks}
 task_kwargs = dict(
     segmentation=dict(head_channels=64),
-    classification=dict(protocol="finetune"),
     detection=dict(neck_channels=64),
     change_detection=dict(head_channels=64),
     depth=dict(head_channels=64),

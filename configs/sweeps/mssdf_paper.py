@@ -45,8 +45,8 @@ datasets = dict(
     depth=[dict(name="us3d", root=f"{_data}/us3d", crop=512)],
     change_detection=[dict(name="second", root=f"{_data}/second")],  # binary: any non-white label1 pixel
     classification=[
-        dict(name="aid", root=f"{_data}/aid", fractions=[0.2, 1.0]),
-        dict(name="resisc45", root=f"{_data}/resisc45", fractions=[0.2, 1.0]),
+        dict(name="aid", root=f"{_data}/aid", fractions=[0.2, 1.0], protocols=["frozen"]),  # linear probe
+        dict(name="resisc45", root=f"{_data}/resisc45", fractions=[0.2, 1.0], protocols=["frozen"]),
     ],
 )
 budgets = dict(
@@ -59,10 +59,13 @@ budgets = dict(
     classification=dict(max_iters=10000, batch_size=64, lr=1e-3, weight_decay=0.0, warmup_iters=500,
                         eval_batch_size=64, log_interval=50),
 )  # fmt: skip
+# Fixed schedules, last iterate, as published: no validation split carved from the labels.
+budgets = {task: dict(budget, val_checks=0) for task, budget in budgets.items()}
+protocols = ["finetune"]  # classification's entries say frozen (the released linear-probe configs)
 task_kwargs = dict(
     segmentation=dict(head_channels=512, exclude_from_miou=["clutter"]),  # reports mIoU and mIoU_excl_clutter
     depth=dict(target="ndsm"),  # US3D AGL heights in metres
     change_detection=dict(),
-    classification=dict(protocol="linear_probe"),  # class names come from each dataset
+    classification=dict(),  # class names come from each dataset
 )
 slurm = dict(time_min=24 * 60, gpus=1, cpus=8, mem_gb=64)

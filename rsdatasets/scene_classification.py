@@ -207,6 +207,10 @@ class ClassFolderDataset(Dataset):
         """Class of every sample (int64) without decoding images, for stratified label fractions."""
         return self.labels.copy()
 
+    def label_summary(self, kind: str) -> np.ndarray | None:
+        """``scene_class`` from the folder names (``rsdatasets.protocol``); nothing else is cheap here."""
+        return self.scene_labels() if kind == "scene_class" else None
+
     def plot(self, sample: dict[str, Any], show_titles: bool = True, suptitle: str | None = None) -> Figure:
         """The image, titled with its class (and ``prediction``, a class index or logits, if present)."""
         from matplotlib.figure import Figure

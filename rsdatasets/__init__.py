@@ -15,12 +15,12 @@ from torch.utils.data import Dataset
 _DATASETS: dict[str, type] = {}
 #: Modules that register datasets when imported (one file per dataset, TorchGeo style).
 _MODULES = [
-    "benchmark.data.synthetic",
-    "benchmark.data.isprs",
-    "benchmark.data.us3d",
-    "benchmark.data.scene_classification",
-    "benchmark.data.change_detection",
-    "benchmark.data.detection",
+    "rsdatasets.synthetic",
+    "rsdatasets.isprs",
+    "rsdatasets.us3d",
+    "rsdatasets.scene_classification",
+    "rsdatasets.change_detection",
+    "rsdatasets.detection",
 ]
 
 

@@ -144,6 +144,10 @@ class DetectionDataset(Dataset):
             out.append(self._crop(parsed[k], x, y)[1])
         return out
 
+    def label_summary(self, kind: str) -> list[np.ndarray] | None:
+        """``box_classes`` from the annotation files alone (``rsdatasets.protocol``)."""
+        return self.box_labels_per_sample() if kind == "box_classes" else None
+
     @property
     def metainfo(self) -> dict[str, Any]:
         """Class names in the form mmengine evaluators and visualizers read."""

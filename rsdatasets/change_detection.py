@@ -148,6 +148,10 @@ class ChangeDetectionDataset(Dataset):
             self._dominant = out
         return self._dominant.copy()
 
+    def label_summary(self, kind: str) -> np.ndarray | None:
+        """``has_change`` from the label rasters alone (``rsdatasets.protocol``)."""
+        return self.dominant_classes() if kind == "has_change" else None
+
     def plot(self, sample: dict[str, Any], show_titles: bool = True, suptitle: str | None = None) -> Figure:
         """Date 1, date 2, change (white) and, if present, ``prediction`` (labels or logits)."""
         from matplotlib.figure import Figure

@@ -139,7 +139,7 @@ class TiledRasterDataset(Dataset):
     ``__init__`` locates every file (missing ones -> DatasetNotFoundError) and reads each header once:
     band counts, dtypes and sizes that disagree are collected in ``problems`` as (path, reason) and,
     with ``validate=True`` (the default), raised as one DatasetFileError. Pixel-level faults (truncated
-    data, unknown label colours, nodata) are what ``benchmark.data.check`` scans for.
+    data, unknown label colours, nodata) are what ``rsdatasets.check`` scans for.
     """
 
     dataset_name = "tiled"
@@ -253,6 +253,10 @@ class TiledRasterDataset(Dataset):
             pass
         self._dominant = out
         return out
+
+    def label_summary(self, kind: str) -> np.ndarray | None:
+        """``dominant_class`` from the label rasters alone (``rsdatasets.protocol``)."""
+        return self.dominant_classes() if kind == "dominant_class" else None
 
     def plot(self, sample: dict[str, Any], show_titles: bool = True, suptitle: str | None = None) -> Figure:
         """Figure of a sample: optical, heights (nodata magenta), mask[, prediction]; no pyplot needed."""

@@ -1,0 +1,12 @@
+# The positive control with exactly the CPU budget of MSSDF / MAE / CMID (ViT-Ti patch 8, 64 px RGB + DSM
+# of the synthetic pool, batch 32, 8 epochs, AdamW (0.9, 0.95) / wd 0.05 / lr 1.5e-4, 8 % warm-up, cosine,
+# the same co-registered augmentation), but trained with the pool tiles' own labels: scene class +
+# segmentation (backbones/supervised/model.py). The synthetic counterpart of the papers' "ImageNet
+# supervised" row: a backbone known to carry task-relevant features. Reports mark it as a reference.
+_base_ = ["./mssdf_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py"]
+model = dict(
+    _delete_=True, type="SupervisedPretrain", arch="vit_t16", img_size=64, patch_size=8, modalities=("rgb", "dsm"),
+    num_scene_classes=6, num_seg_classes=6, data_preprocessor=dict(type="BaseDataPreprocessor"),
+)  # fmt: skip
+train_dataloader = dict(dataset=dict(type="LabelledPool"))
+custom_hooks = [dict(type="KNNProbeHook", interval=2)]

@@ -1,0 +1,180 @@
+"""The frozen-encoder protocol: encoder features computed once, cached, and fed to a trainable neck + head.
+
+A backbone splits into a frozen encoder and a task-side neck (``frozen_parts()``; the ViT's simple
+feature pyramid, nothing for CNNs). Under the frozen protocol the encoder's outputs for every sample
+of a split are computed once per (checkpoint, dataset split, modalities, view) and kept in a
+:class:`FeatureCache`; training then costs only the neck and the head, so heads can be trained to
+convergence. PANGAEA and torchgeo-bench evaluate frozen encoders the same way; torchgeo-bench
+reports its feature cache as its dominant speed-up.
+
+Features are computed one sample at a time, in eval mode and without gradients, both when the
+cache is filled and when ``cache=None`` recomputes them every step; a sample's features are
+therefore the same bits whichever batch it lands in (``tests/test_feature_cache.py``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset, Subset
+
+from backbones.normalize import normalize_modalities
+
+#: Sample / batch key of the cached encoder features of the (first-date) inputs; views add a suffix.
+FEATURES = "features"
+#: Batch key of the input image size (B x 2), which tasks need once the images themselves are gone.
+IMAGE_HW = "image_hw"
+
+
+def frozen_parts(backbone: nn.Module) -> tuple[Callable[[dict], list[Tensor]], nn.Module, list[nn.Module]]:
+    """(encode: normalised inputs -> encoder maps, neck: maps -> pyramid, frozen modules) of a backbone.
+
+    Backbones that do not say (``frozen_parts`` missing) are frozen whole, with an identity neck.
+    """
+    if hasattr(backbone, "frozen_parts"):
+        return backbone.frozen_parts()
+    return backbone.forward, nn.Identity(), [backbone]
+
+
+class _ListIdentity(nn.Module):
+    def forward(self, feats):
+        return list(feats)
+
+
+class FrozenBackbone(nn.Module):
+    """The backbone as a cell sees it under the frozen protocol: fixed encoder, trainable neck.
+
+    ``forward(inputs)`` takes cached features (``inputs["features"]``) when the batch carries them,
+    and otherwise computes them from the images under ``no_grad``. The encoder stays in eval mode
+    whatever ``train()`` says (no dropout, no statistics updates), and its parameters never train.
+    """
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self._encode, neck, self._frozen = frozen_parts(backbone)
+        self.neck = _ListIdentity() if isinstance(neck, nn.Identity) else neck
+        for module in self._frozen:
+            module.requires_grad_(False)
+        for attr in ("out_channels", "modalities", "patch_size", "backbone_name", "method", "arch"):
+            if hasattr(backbone, attr):
+                setattr(self, attr, getattr(backbone, attr))
+        self.train()
+
+    def train(self, mode: bool = True) -> FrozenBackbone:
+        super().train(mode)
+        for module in self._frozen:
+            module.eval()
+        return self
+
+    @torch.no_grad()
+    def encode(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
+        """Encoder maps of normalised inputs, one sample at a time (batch-independent bits)."""
+        for module in self._frozen:
+            module.eval()
+        first = next(v for v in inputs.values() if torch.is_tensor(v))
+        per_sample = [self._encode({k: v[i : i + 1] for k, v in inputs.items()}) for i in range(first.shape[0])]
+        return [torch.cat(level) for level in zip(*per_sample)]
+
+    def forward(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
+        feats = inputs[FEATURES] if FEATURES in inputs else self.encode(inputs)
+        return list(self.neck(feats))
+
+
+def view_inputs(sample: Mapping, view: Mapping[str, str]) -> dict[str, Tensor]:
+    """A one-sample batch of a view: ``{modality: sample[key]}`` plus nodata masks, normalised."""
+    batch = {}
+    for modality, key in view.items():
+        batch[modality] = sample[key][None]
+        if f"{key}_valid" in sample:
+            batch[f"{modality}_valid"] = sample[f"{key}_valid"][None]
+    return normalize_modalities(batch)
+
+
+class FeatureCache:
+    """Encoder features of whole dataset splits, in memory, least recently used dropped beyond ``max_bytes``.
+
+    Keys say what the features are of: checkpoint hash, backbone and its options, dataset entry,
+    split, modalities and view; the sweep builds them (``benchmark.sweep``).
+    """
+
+    def __init__(self, max_bytes: int = 6 * 2**30) -> None:
+        self.max_bytes = max_bytes
+        self._store: OrderedDict[str, list[Tensor]] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, key: str, compute: Callable[[], list[Tensor]]) -> list[Tensor]:
+        if key in self._store:
+            self.hits += 1
+            self._store.move_to_end(key)
+            return self._store[key]
+        self.misses += 1
+        value = compute()
+        self._store[key] = value
+        while len(self._store) > 1 and self.nbytes() > self.max_bytes:
+            self._store.popitem(last=False)
+        return value
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for levels in self._store.values() for t in levels)
+
+
+def compute_split_features(backbone: FrozenBackbone, dataset: Dataset, view: Mapping[str, str],
+                           progress: Callable[[int, int], None] | None = None) -> list[Tensor]:  # fmt: skip
+    """Encoder maps of every sample of ``dataset`` for ``view``, stacked per level (N x C x h x w)."""
+    levels: list[list[Tensor]] = []
+    for i in range(len(dataset)):
+        feats = backbone.encode(view_inputs(dataset[i], view))
+        if not levels:
+            levels = [[] for _ in feats]
+        for store, f in zip(levels, feats):
+            store.append(f[0])
+        if progress is not None:
+            progress(i + 1, len(dataset))
+    return [torch.stack(level) for level in levels]
+
+
+def root_and_indices(dataset: Dataset) -> tuple[Dataset, list[int]]:
+    """The dataset a (nested) Subset draws from, and the subset's indices into it."""
+    indices = list(range(len(dataset)))
+    while isinstance(dataset, Subset):
+        indices = [dataset.indices[i] for i in indices]
+        dataset = dataset.dataset
+    return dataset, indices
+
+
+class WithFeatures(Dataset):
+    """``dataset``'s samples with their image inputs replaced by cached encoder features.
+
+    ``views`` maps a feature key (``features``, ``features_t2``) to the view it was computed from
+    and its per-level tensors over the *root* dataset (``dataset`` may be a Subset of it). The
+    view's image keys are dropped from the sample (nothing downstream may read the pixels), the
+    targets stay, and ``image_hw`` records the input size.
+    """
+
+    def __init__(self, dataset: Dataset, views: Mapping[str, tuple[Mapping[str, str], Sequence[Tensor]]]) -> None:
+        self.dataset = dataset
+        self.root, self.indices = root_and_indices(dataset)
+        self.views = dict(views)
+        self.drop = {k for view, _ in self.views.values() for key in view.values() for k in (key, f"{key}_valid")}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def metainfo(self) -> dict:
+        return getattr(self.dataset, "metainfo", {})
+
+    def __getitem__(self, i: int) -> dict:
+        sample = self.dataset[i]
+        root_index = self.indices[i]
+        first_view = next(iter(self.views.values()))[0]
+        image = sample[next(iter(first_view.values()))]
+        out = {k: v for k, v in sample.items() if k not in self.drop}
+        for key, (_, levels) in self.views.items():
+            out[key] = [level[root_index] for level in levels]
+        out[IMAGE_HW] = torch.tensor(image.shape[-2:])
+        return out
