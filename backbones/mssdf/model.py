@@ -111,7 +111,7 @@ class MSSDF(BaseModel):
         mask_ratio: float = 0.75,
         mask_weights: Sequence[float] = (0.8, 0.5, 0.3),
         mask_prefer: str = "mask_flat",
-        score_scale: float = 1.0,
+        score_scale: float = 255.0,
         independent_masks: bool = False,
         dsm_extra_p: float = 0.1,
         temperature: float = 0.07,
