@@ -14,6 +14,8 @@ from pathlib import Path
 
 from torch import nn
 
+from rsbench.registry import import_plugins
+
 
 class UnknownBackboneError(KeyError):
     """Raised for a backbone name that is not registered."""
@@ -70,8 +72,7 @@ def load_plugins() -> None:
     _PLUGINS_LOADED = True
     for module in _builtin_backbone_modules():
         importlib.import_module(module)
-    for module in filter(None, (m.strip() for m in os.environ.get("RSBENCH_PLUGINS", "").split(","))):
-        importlib.import_module(module)
+    import_plugins()
 
 
 def _builtin_backbone_modules() -> list[str]:

@@ -91,6 +91,7 @@ class MultiModalViT(nn.Module):
         self.pyramid = Feature2Pyramid(embed_dim, rescales=rescales[patch_size], norm_cfg=dict(type=pyramid_norm))
         self.embed_dim = embed_dim
         self.out_channels = [embed_dim] * 4
+        self.encoder_channels = [embed_dim] * 4  # the maps before the pyramid (frozen protocol)
 
     def _check_inputs(self, inputs: Mapping[str, torch.Tensor]) -> None:
         missing = [m for m in self.modalities if m not in inputs]
@@ -112,8 +113,8 @@ class MultiModalViT(nn.Module):
         return [torch.stack(level).mean(0) for level in zip(*per_modality)]
 
     def frozen_parts(self):
-        """The frozen protocol's split (``tasks.features``): encoder maps, the task-side pyramid, frozen modules."""
-        return self.encode_inputs, self.pyramid, [self.vit, self.patch_embeds]
+        """The frozen protocol's encoder (``tasks.features``): its maps and modules (not the task-side pyramid)."""
+        return self.encode_inputs, [self.vit, self.patch_embeds]
 
     def use_fixed_sincos_positions(self) -> None:
         """Freeze the position embedding to a 2-D sin-cos table (zero at the prefix tokens), as

@@ -45,13 +45,12 @@ def percent(fraction: float) -> str:
 
 def lower_is_better(metric: str, task: str) -> bool:
     """Direction of ``metric`` as ``task`` declares it (``Task.metrics``); an undeclared metric is an error."""
-    import tasks  # noqa: F401  (registers the built-in tasks)
-    from tasks.base import _TASKS
+    from tasks import list_tasks, task_class
 
-    if task not in _TASKS:
+    if task not in list_tasks():
         raise KeyError(f"task {task!r} is not registered here, so the direction of {metric!r} is unknown; "
-                       "install or import the plugin that registers it")  # fmt: skip
-    return not _TASKS[task].higher_is_better(metric)
+                       "name the plugin that registers it in $RSBENCH_PLUGINS")  # fmt: skip
+    return not task_class(task).higher_is_better(metric)
 
 
 def method_label(method: str) -> str:
@@ -409,8 +408,7 @@ def baseline_monotonicity(frame: pd.DataFrame, run_dir: str | Path | None, metri
             continue
         steps = np.diff(means.to_numpy()) * (-1 if lower else 1)
         record = {"task": task, "dataset": dataset, "protocol": protocol, "metric": metric, "backbone": backbone,
-                  "means": " < ".join(f"{v:.2f}" for v in means) if (steps > 0).all() else
-                  " / ".join(f"{v:.2f}" for v in means)}  # fmt: skip
+                  "means": " → ".join(f"{v:.2f}" for v in means)}  # fmt: skip
         resample = _resampler(task) if run_dir is not None else None
         diff = "no tile statistics"
         if resample is not None:

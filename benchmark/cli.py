@@ -32,6 +32,20 @@ def _cmd_backbones(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_list(args: argparse.Namespace) -> int:
+    from rsdatasets import dataset_class, list_datasets
+
+    table = Table(title="registered datasets")
+    for col in ("name", "class", "description"):
+        table.add_column(col)
+    for name in list_datasets():
+        cls = dataset_class(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        table.add_row(name, f"{cls.__module__}.{cls.__name__}", doc[0] if doc else "")
+    console.print(table)
+    return 0
+
+
 def _cmd_data_synth(args: argparse.Namespace) -> int:
     from rsdatasets.synthetic import synthesize
 
@@ -65,7 +79,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_plan(spec.with_pretrained(run_dir), run_dir, console, force=args.force, jobs=args.jobs)
         return 0
-    run_sweep(spec, run_dir, force=args.force, console=console, jobs=args.jobs, launcher=args.launcher,
+    run_sweep(spec, run_dir, force=args.force, console=console, jobs=args.jobs, launcher=args.executor,
+              accept_stale=args.accept_stale,
               slurm=args.slurm)  # fmt: skip
     return 0
 
@@ -73,7 +88,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from .pretrain import build_runner
 
-    runner = build_runner(args.config, args.work_dir, args.resume, args.launcher, args.cfg_options)
+    runner = build_runner(args.config, args.work_dir, args.resume, args.ddp, args.cfg_options)
     runner.train()
     console.print(f"encoder checkpoint: {runner.work_dir}/encoder.pth")
     return 0
@@ -130,7 +145,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from .sweep import SweepSpec, run_sweep
+    from .launch import run_sweep
+    from .sweep import SweepSpec
 
     name, _, checkpoint = args.backbone.partition(":")
     spec = SweepSpec(
@@ -147,8 +163,27 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         task_kwargs={args.task: dict(args.task_options or {})},
     )
     spec.validate()
+    if checkpoint:  # a checkpoint that does not load is bad input: one line, exit 2, no row
+        import backbones
+        from tasks import get_task
+
+        modalities = get_task(args.task, **dict(args.task_options or {})).input_modalities(args.modalities)
+        backbones.build(name, modalities, checkpoint, **dict(args.backbone_options or {}))
     run_dir = Path(args.run_dir) if args.run_dir else REPO_ROOT / "results" / "runs" / spec.name
-    run_sweep(spec, run_dir, force=args.force, console=console, cell_launcher=args.launcher)
+    run_sweep(spec, run_dir, force=args.force, console=console, cell_launcher=args.ddp)
+    from mmengine.dist import is_main_process
+
+    from .results import ResultStore
+    from .sweep import cell_hash, expand_cells
+
+    if not is_main_process():  # under DDP rank 0 writes the row and answers for the cell
+        return 0
+    chash = cell_hash(spec, expand_cells(spec)[0])
+    rows = ResultStore(run_dir).load()
+    status = rows.loc[rows["config_hash"] == chash, "status"]
+    if status.empty or (status != "ok").all():  # the one cell failed: its row says why; the exit code too
+        err_console.print(f"rsbench: the cell failed: {status.iloc[0] if len(status) else 'no row'}", highlight=False)
+        return 1
     return 0
 
 
@@ -198,14 +233,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark remote-sensing pretraining (MSSDF, CMID, MAE, random init) under label-fraction sweeps.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error instead of its one-line summary")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("backbones", help="list registered backbones")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'random_init_*'")
     p.set_defaults(func=_cmd_backbones)
 
-    data = sub.add_parser("data", help="datasets: generate the embedded synthetic benchmark")
+    data = sub.add_parser("data", help="datasets: list them, generate the synthetic benchmark, check a real copy")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    p = data_sub.add_parser("list", help="list the registered datasets (built-in and $RSBENCH_PLUGINS)")
+    p.set_defaults(func=_cmd_data_list)
     p = data_sub.add_parser("synth", help="generate (or reuse) the synthetic benchmark in the cache")
     p.add_argument("--root", default=None, help="cache directory (default $RSBENCH_DATA or ~/.cache/rsbench/data)")
     p.add_argument("--seed", type=int, default=0)
@@ -215,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_data_synth)
     p = data_sub.add_parser("check", help="validate a real dataset in its original layout; exit 1 on problems")
     p.add_argument("root", help="the dataset's folder as distributed")
-    p.add_argument("--dataset", required=True, help="potsdam, vaihingen, us3d, ucmerced, aid, resisc45, ...")
+    p.add_argument("--dataset", required=True, help="a name from `rsbench data list`")
     p.add_argument("--quick", action="store_true", help="headers only (GeoTIFF datasets), seconds instead of minutes")
     p.add_argument(
         "--options", nargs="+", action=OptionsAction, help="dataset options, e.g. image=IRRG tiles=2_10,2_11"
@@ -226,14 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="e.g. configs/pretrain/mssdf_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py")
     p.add_argument("--work-dir", default=None, help="default results/pretrain/<config name>")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir")
-    p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
+    p.add_argument("--ddp", choices=["none", "pytorch", "slurm"], default="none",
+                   help="DDP across the ranks of this job: pytorch under torchrun, slurm under srun")
     p.add_argument(
         "--cfg-options", nargs="+", action=DictAction, help="override config keys, e.g. train_cfg.max_epochs=1"
     )
     p.set_defaults(func=_cmd_pretrain)
 
     p = sub.add_parser("finetune", help="train and evaluate one cell: a backbone on a task at one label fraction")
-    p.add_argument("--task", required=True, help="segmentation, classification, detection, change_detection, depth")
+    p.add_argument("--task", required=True, help="a registered task (segmentation, classification, detection, "
+                   "change_detection, depth, or a plugin's)")
     p.add_argument("--backbone", required=True, help="registered name, optionally NAME:CHECKPOINT")
     p.add_argument("--dataset", default="synthetic")
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of the training labels, in (0, 1]")
@@ -245,11 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="finetune", help="run name (results/runs/<name>)")
     p.add_argument("--run-dir", default=None)
     p.add_argument("--force", action="store_true", help="recompute even if this cell has a result")
-    p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none",
-                   help="DDP across the ranks of this job: pytorch under torchrun, slurm under srun")  # fmt: skip
+    p.add_argument("--ddp", choices=["none", "pytorch", "slurm"], default="none",
+                   help="DDP inside the cell across the ranks of this job: pytorch under torchrun, slurm under srun")
     for opt, example in (("dataset", "size=64"), ("backbone", "img_size=64 patch_size=8"), ("task", "head_channels=64"),
                          ("budget", "max_iters=100 batch_size=8 lr=5e-4")):  # fmt: skip
-        p.add_argument(f"--{opt}-options", dest=f"{opt}_options" if opt != "budget" else "budget", nargs="+",
+        names = [f"--{opt}-options"] + (["--budget"] if opt == "budget" else [])
+        p.add_argument(*names, dest=f"{opt}_options" if opt != "budget" else "budget", nargs="+",
                        action=OptionsAction, help=f"e.g. {example}")  # fmt: skip
     p.set_defaults(func=_cmd_finetune)
 
@@ -277,9 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
         again = p.add_mutually_exclusive_group()
         again.add_argument("--resume", action="store_true", help="skip cells with results in the store (the default)")
         again.add_argument("--force", action="store_true", help="recompute cells that already have results")
+        p.add_argument("--accept-stale", action="store_true",
+                       help="keep rows computed by other code than this checkout's instead of recomputing them")
         p.add_argument("--jobs", type=int, default=1, help="local worker processes (cores split between them); "
-                       "with --launcher slurm, at most this many jobs at once")  # fmt: skip
-        p.add_argument("--launcher", choices=["local", "slurm"], default="local",
+                       "with --executor slurm, at most this many jobs at once")  # fmt: skip
+        p.add_argument("--executor", choices=["local", "slurm"], default="local",
                        help="slurm: one submitit job per cell")  # fmt: skip
         p.add_argument("--slurm", nargs="+", action=OptionsAction, default=None, metavar="KEY=VALUE",
                        help="e.g. partition=gpu time_min=240 gpus=1 cpus=8 mem_gb=64 (docs/sweeps.md)")  # fmt: skip
@@ -306,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, KeyError, FileNotFoundError, PermissionError) as exc:
+        if args.debug:  # the same error types also come from bugs: keep the way to their traceback open
+            raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         err_console.print(f"[red]rsbench: error:[/red] {message}", highlight=False, soft_wrap=True)
         return 2

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import html
 
-from .report import Report
+from .report_model import Report
 from .tables import to_html
 
 STYLE = """

@@ -32,7 +32,7 @@ from tasks.engine import init_distributed
 
 from .progress import SweepProgress
 from .provenance import config_hash
-from .sweep import SLURM_KEYS, Cell, SweepRunner, SweepSpec, cell_config, cell_hash, expand_cells
+from .sweep import SLURM_KEYS, Cell, SweepRunner, SweepSpec, cell_config, expand_cells
 
 #: ``--slurm`` / spec ``slurm`` keys -> submitit AutoExecutor parameters (generic ones reach every cluster).
 SUBMITIT_PARAMETERS = {
@@ -181,13 +181,8 @@ def _environ(**values: str) -> Iterator[None]:
 
 def _failed_outcome(runner: SweepRunner, cell: Cell, reason: str) -> CellOutcome:
     """A cell whose process died before writing rows still gets a ``failed`` row, never a silent gap."""
-    from tasks import get_task
-
-    metric = get_task(cell.task, **runner.spec.task_options(cell.task, cell.dataset)).primary_metric
     status = f"failed: {reason}"
-    row = {k: getattr(cell, k) for k in ("backbone", "task", "dataset", "fraction", "split_seed", "train_seed")}
-    row.update(metric=metric, value=float("nan"), status=status, config_hash=cell_hash(runner.spec, cell))
-    runner.store.append([row])
+    runner.store.append(runner.failed_rows(cell, status))
     return CellOutcome(cell, status)
 
 
@@ -289,7 +284,7 @@ def _wait_for_jobs(runner: SweepRunner, submitted: list, display: SweepProgress,
 
 def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console: Console | None = None,
               jobs: int = 1, launcher: str = "local", slurm: dict | None = None,
-              cell_launcher: str = "none") -> Path:  # fmt: skip
+              cell_launcher: str = "none", accept_stale: bool = False) -> Path:  # fmt: skip
     """Run every pending cell (inline, in ``jobs`` local workers, or as Slurm jobs), then write the summary."""
     from .report import write_summary
 
@@ -316,10 +311,14 @@ def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console
     runner = SweepRunner(spec, run_dir, force=force, cell_launcher=cell_launcher)
     runner.run_dir.mkdir(parents=True, exist_ok=True)
     runner.store.sync_csv()
-    n_cells, cells = len(expand_cells(spec)), runner.pending()
+    n_cells, cells = len(expand_cells(spec)), runner.pending(accept_stale)
     console.print(
         f"sweep [bold]{spec.name}[/bold]: {n_cells} cells, {n_cells - len(cells)} already done -> {runner.run_dir}"
     )
+    stale = [] if force else runner.stale()
+    if stale:
+        verb = "kept (--accept-stale)" if accept_stale else "computed again (--accept-stale keeps them)"
+        console.print(f"{len(stale)} cell(s) have results from other code than this checkout's: {verb}")
     if cells and launcher == "local":
         runner.prepare(cells)  # missing data fails here, once; synthetic data is generated before the clock starts
     parallel = jobs if launcher == "local" or jobs > 1 else max(len(cells), 1)  # Slurm: all at once unless capped

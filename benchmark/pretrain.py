@@ -15,7 +15,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 from backbones import save_encoder_checkpoint
-from rsbench.registry import HOOKS, RUNNERS
+from rsbench.registry import HOOKS, RUNNERS, import_plugins
 from tasks.engine import QuietConsoleMixin, init_distributed
 
 from .provenance import REPO_ROOT, code_version
@@ -86,20 +86,21 @@ class KNNProbeHook(Hook):
         encode = frozen_parts(encoder)[0]
         pooled, scene, tokens, token_labels, tile_of = [], [], [], [], []
         n = min(len(self._data), self.max_samples)
-        for i in range(n):
-            sample = self._data[i]
-            inputs = {k: sample[k][None] for k in (*encoder.modalities, *(f"{m}_valid" for m in encoder.modalities))
-                      if k in sample}  # fmt: skip
-            last = encode(normalize_modalities(inputs))[-1][0]  # C x h x w, the final tokens
-            c, h, w = last.shape
-            pooled.append(last.mean((1, 2)))
-            scene.append(int(sample["label"]))
-            mask = sample["mask"].long()
-            ph, pw = mask.shape[0] // h, mask.shape[1] // w
-            onehot = torch.nn.functional.one_hot(mask[: h * ph, : w * pw].reshape(h, ph, w, pw), 256)
-            token_labels.append(onehot.sum((1, 3)).argmax(-1).reshape(-1))
-            tokens.append(last.reshape(c, -1).T)
-            tile_of.append(torch.full((h * w,), i))
+        keys = (*encoder.modalities, *(f"{m}_valid" for m in encoder.modalities))
+        for start in range(0, n, 25):  # batches: a probe needs no batch-independent bits
+            samples = [self._data[i] for i in range(start, min(start + 25, n))]
+            inputs = {k: torch.stack([s[k] for s in samples]) for k in keys if k in samples[0]}
+            lasts = encode(normalize_modalities(inputs))[-1]  # B x C x h x w, the final tokens
+            for j, (sample, last) in enumerate(zip(samples, lasts)):
+                c, h, w = last.shape
+                pooled.append(last.mean((1, 2)))
+                scene.append(int(sample["label"]))
+                mask = sample["mask"].long()
+                ph, pw = mask.shape[0] // h, mask.shape[1] // w
+                onehot = torch.nn.functional.one_hot(mask[: h * ph, : w * pw].reshape(h, ph, w, pw), 256)
+                token_labels.append(onehot.sum((1, 3)).argmax(-1).reshape(-1))
+                tokens.append(last.reshape(c, -1).T)
+                tile_of.append(torch.full((h * w,), start + j))
         encoder.train(was_training)
         norm = torch.nn.functional.normalize
         x, y = norm(torch.stack(pooled), dim=1), torch.tensor(scene)
@@ -131,6 +132,14 @@ class PretrainRunner(Runner):
                 os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
             else:
                 os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = previous
+
+    def load_or_resume(self) -> None:
+        # mmengine print()s "Did not find last_checkpoint to be resumed." to the console when resume=True
+        # finds nothing; a sweep's pretraining stage always asks to resume, so say it in the log instead.
+        if self._resume and not (Path(self.work_dir) / "last_checkpoint").is_file():
+            self.logger.info(f"no checkpoint in {self.work_dir} to resume from: starting from scratch")
+            self._resume = False
+        super().load_or_resume()
 
     def train(self):
         start = time.perf_counter()
@@ -173,6 +182,7 @@ def build_runner(
     quiet: bool = False,
 ) -> Runner:
     """The runner a pretraining config asks for (``runner_type``), as mmengine's tools/train.py does."""
+    import_plugins()  # a plugin's pretraining method must be registered before the config names it
     config = Path(config)
     if not config.is_file():
         raise FileNotFoundError(f"pretraining config {config} does not exist; see configs/pretrain/")

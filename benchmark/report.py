@@ -1,4 +1,4 @@
-"""A run's report: what it contains (tables, figures, provenance) and the files it writes (Markdown, LaTeX, HTML).
+"""A run's report: builds the ``Report`` (tables, figures, provenance) and writes its files (Markdown, LaTeX, HTML).
 
 ``rsbench report RUN_DIR`` and the end of every sweep (``write_summary``) go through ``report_run``,
 so a sweep prints the same table and leaves the same files as a later ``rsbench report``.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import platform
 import re
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -19,9 +18,12 @@ from rich.table import Table
 from rich.text import Text
 
 from . import analysis
+from .html_report import render_html
 from .plots import label_efficiency_plot, label_savings_plot
 from .pretrain_stage import pretraining_table
 from .provenance import hardware
+from .report_model import Figure, Report
+from .report_render import render_latex, render_markdown
 from .results import ResultStore
 from .tables import (
     DisplayTable,
@@ -30,8 +32,6 @@ from .tables import (
     plain_table,
     rank_table,
     seed_table,
-    to_latex,
-    to_markdown,
 )
 
 FORMATS = ("md", "tex", "html")
@@ -40,31 +40,6 @@ LIBRARIES = ("torch", "torchvision", "mmengine", "mmcv", "mmsegmentation", "mmde
              "pandas", "scipy")  # fmt: skip
 #: Files a run directory may hold its sweep spec in (written next to the results, if the sweep saved it).
 SPEC_GLOBS = ("*.py", "*.json", "*.yaml", "*.yml", "*.toml")
-
-
-@dataclass
-class Figure:
-    caption: str
-    path: Path
-
-
-@dataclass
-class Report:
-    """Everything one report shows, independent of the output format."""
-
-    title: str
-    run_dir: Path
-    generated: str
-    summary: list[tuple[str, DisplayTable]] = field(default_factory=list)  # (anchor, table) in reading order
-    figures: list[Figure] = field(default_factory=list)
-    details: list[tuple[str, DisplayTable]] = field(default_factory=list)  # per-seed tables, wall times, failures
-    provenance: list[tuple[str, DisplayTable]] = field(default_factory=list)
-    configs: list[tuple[str, str]] = field(default_factory=list)  # (name, text) of spec / cell config files
-    headline: list[str] = field(default_factory=list)  # one-line facts shown under the title
-    stats: pd.DataFrame = field(default_factory=pd.DataFrame)  # analysis frames behind the tables
-    paired: pd.DataFrame = field(default_factory=pd.DataFrame)
-    savings: pd.DataFrame = field(default_factory=pd.DataFrame)
-    monotone: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def load_results(run_dir: str | Path) -> pd.DataFrame:
@@ -179,6 +154,12 @@ def build_report(
         f"code version: {', '.join(_counts(frame, 'code_version')['code_version'].astype(str))}",
         f"hardware: {', '.join(_counts(frame, 'device')['device'].astype(str))}",
     ]
+    fingerprints = _counts(frame[frame["status"] == "ok"], "code_fingerprint")
+    if len(fingerprints) > 1:  # a store that mixes results of different code says so, first
+        pairs = zip(fingerprints["code_fingerprint"], fingerprints["cells"])
+        versions = ", ".join(f"{f} ({n} cells)" for f, n in pairs)
+        report.headline.insert(0, f"WARNING: these results come from {len(fingerprints)} versions of the result code: "
+                                  f"{versions}; `rsbench sweep SPEC` recomputes the stale cells")  # fmt: skip
     paired = analysis.paired_comparisons(frame, run_dir, metrics)
     savings = analysis.label_savings(frame, run_dir, metrics)
     monotone = analysis.baseline_monotonicity(frame, run_dir, metrics)
@@ -203,7 +184,8 @@ def _summary_tables(stats, paired, savings, monotone) -> list[tuple[str, Display
     )
     monotone_table = plain_table(
         monotone, "Does random init improve with labels?",
-        "means by fraction (smallest first); rise = largest minus smallest fraction, paired by seed, [95 % CI]; "
+        "means by fraction (smallest first); rise = largest minus smallest fraction (lower is better for an "
+        "error metric, so an improving RMSE has a negative rise), paired by seed, [95 % CI]; "
         "monotone = every step improves and the CI of the rise is on the better side of 0",
     )  # fmt: skip
     reference = analysis.load_reference()
@@ -287,44 +269,8 @@ def _provenance_tables(frame: pd.DataFrame, run_dir: Path, generated: str) -> li
     ]
 
 
-def render_markdown(report: Report) -> str:
-    """The report as GitHub-flavoured Markdown; figures are linked PNG files next to it."""
-    lines = [f"# rsbench report: {report.title}", "", *[f"- {line}" for line in report.headline],
-             f"- generated: {report.generated}", ""]  # fmt: skip
-    for _, table in report.summary:
-        lines += _markdown_section(table)
-    if report.figures:
-        lines += ["## Figures", ""]
-        lines += [f"![{fig.caption}]({fig.path.name})\n\n*{fig.caption}*\n" for fig in report.figures]
-    for _, table in report.details + report.provenance:
-        lines += _markdown_section(table)
-    for name, text in report.configs:
-        lines += [f"### config: {name}", "", "```", text, "```", ""]
-    return "\n".join(lines)
-
-
-def _markdown_section(table: DisplayTable) -> list[str]:
-    lines = [f"## {table.title}", ""]
-    if table.note:
-        lines += [f"*{table.note}*", ""]
-    if not table.empty:
-        lines += [to_markdown(table), ""]
-    return lines
-
-
-def render_latex(report: Report) -> str:
-    """The report's result tables as LaTeX floats (``\\usepackage{booktabs,graphicx}``), ready to ``\\input``."""
-    parts = [f"% rsbench report: {report.title} ({report.generated}); needs \\usepackage{{booktabs,graphicx}}", ""]
-    for anchor, table in report.summary:
-        if not table.empty:
-            parts += [to_latex(table, f"tab:rsbench-{anchor}"), ""]
-    return "\n".join(parts)
-
-
 def write_report(report: Report, out_dir: str | Path, formats=FORMATS) -> list[Path]:
     """Write ``report.md`` / ``report.tex`` / ``report.html`` into ``out_dir`` (atomically); returns the paths."""
-    from .html_report import render_html
-
     renderers = {"md": render_markdown, "tex": render_latex, "html": render_html}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,8 @@ class ResultStore:
         return pd.read_parquet(self.parquet)
 
     def append(self, rows: Iterable[dict]) -> None:
-        """Add the rows of one or more cells; they replace every earlier row of the same config_hash.
+        """Add the rows of one or more cells; they replace every earlier row of the same config_hash (or of the
+        same cell computed by other code: the same ``cell_key``).
 
         A cell's rows are written together, so replacing by cell (not by cell and metric) keeps a
         forced re-run that fails from leaving the old run's other metrics marked ``ok``.
@@ -64,7 +65,10 @@ class ResultStore:
         with self._locked():
             old = self.load()
             if not old.empty:
-                old = old[~old["config_hash"].isin(new["config_hash"])]
+                replaced = old["config_hash"].isin(new["config_hash"])
+                if "cell_key" in old and "cell_key" in new:  # the same cell computed by other (older) code
+                    replaced |= old["cell_key"].isin(new["cell_key"].dropna())
+                old = old[~replaced]
             frame = pd.concat([old, new], ignore_index=True) if not old.empty else new
             ordered = [c for c in COLUMNS if c in frame] + [c for c in frame if c not in COLUMNS]
             self._write(frame[ordered])
@@ -92,6 +96,13 @@ class ResultStore:
                 return False
             self._write(frame)
             return True
+
+    def done_cell_keys(self) -> set[str]:
+        """Cell keys (config without the code version) that have an ``ok`` row, from any code."""
+        frame = self.load()
+        if frame.empty or "cell_key" not in frame:
+            return set()
+        return set(frame.loc[frame["status"] == "ok", "cell_key"].dropna())
 
     def done_config_hashes(self) -> set[str]:
         """Config hashes that already have an ``ok`` row (cells a re-run can skip)."""

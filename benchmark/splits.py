@@ -33,11 +33,25 @@ def stratified_order(strata: Sequence[int] | np.ndarray, split_seed: int | Seque
 
 
 def nested_label_subsets(
-    strata: Sequence[int] | np.ndarray, fractions: Sequence[float], split_seed: int
+    strata: Sequence[int] | np.ndarray, fractions: Sequence[float], split_seed: int, every_stratum: bool = False
 ) -> dict[float, np.ndarray]:
-    """Sorted training-sample indices for each fraction; smaller fractions nest in larger ones."""
+    """Sorted training-sample indices for each fraction; smaller fractions nest in larger ones.
+
+    ``every_stratum=True`` (classification: a classifier needs every class) adds, to a prefix that misses
+    a stratum, that stratum's first sample in the same order; the subsets stay nested (a larger prefix
+    holds every first sample it passes) and the row's ``n_train`` says how many were used.
+    """
+    strata = np.asarray(strata)
     order = stratified_order(strata, split_seed)
-    return {float(f): np.sort(order[: subset_size(f, len(order))]) for f in fractions}
+    out = {}
+    for f in fractions:
+        picked = order[: subset_size(f, len(order))]
+        if every_stratum:
+            missing = set(np.unique(strata)) - set(strata[picked])
+            firsts = [i for i in order if strata[i] in missing and not missing.discard(strata[i])]
+            picked = np.concatenate([picked, np.asarray(firsts, dtype=picked.dtype)])
+        out[float(f)] = np.sort(picked)
+    return out
 
 
 def carve_validation(strata: Sequence[int] | np.ndarray, n_val: int, split_seed: int) -> tuple[np.ndarray, np.ndarray]:

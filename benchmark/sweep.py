@@ -8,6 +8,7 @@ local worker processes, Slurm jobs through submitit) and shows the progress.
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import os
 import time
@@ -64,7 +65,7 @@ class SweepSpec:
     budgets: dict = field(default_factory=dict)  # task -> TrainBudget kwargs
     task_kwargs: dict = field(default_factory=dict)  # task -> Task kwargs
     datasets: dict = field(default_factory=dict)  # task -> dataset entry or list of entries
-    slurm: dict = field(default_factory=dict)  # defaults for --launcher slurm (SLURM_KEYS)
+    slurm: dict = field(default_factory=dict)  # defaults for --executor slurm (SLURM_KEYS)
     # Pretraining runs done first, into RUN_DIR/pretrain/NAME; a backbone uses one as checkpoint="pretrain:NAME".
     pretrain: list[dict] = field(default_factory=list)
 
@@ -72,7 +73,11 @@ class SweepSpec:
     def from_file(cls, path: str | Path) -> SweepSpec:
         """Read a sweep config; unknown or missing fields get one clear error."""
         # Names starting with "_" are the spec file's own helper variables.
-        cfg = {k: v for k, v in Config.fromfile(str(path)).to_dict().items() if not k.startswith("_")}
+        try:
+            loaded = Config.fromfile(str(path))
+        except SyntaxError as exc:  # one line naming the file and line, not a traceback
+            raise ValueError(f"{exc.filename or path}:{exc.lineno}: syntax error in the sweep spec: {exc.msg}") from exc
+        cfg = {k: v for k, v in loaded.to_dict().items() if not k.startswith("_")}
         known = set(cls.__dataclass_fields__)
         extra = sorted(set(cfg) - known)
         if extra:
@@ -240,6 +245,11 @@ def cell_hash(spec: SweepSpec, cell: Cell) -> str:
     return config_hash(cell_config(spec, cell))
 
 
+def cell_key(config: dict) -> str:
+    """The cell's identity without the code version: rows of the same cell computed by other code share it."""
+    return config_hash({k: v for k, v in config.items() if k != "code"})
+
+
 class SweepRunner:
     """Runs the cells of a spec into ``run_dir`` (results, per-cell work dirs), skipping finished ones."""
 
@@ -274,16 +284,35 @@ class SweepRunner:
         key = (cell.task, cell.dataset, cell.split_seed)
         if key not in self._strata:
             self._strata[key] = np.asarray(task.strata(train))
-        indices = nested_label_subsets(self._strata[key], [cell.fraction], cell.split_seed)[cell.fraction]
+        indices = nested_label_subsets(self._strata[key], [cell.fraction], cell.split_seed,
+                                       every_stratum=task.every_stratum)[cell.fraction]  # fmt: skip
         return LabelSubset(train, indices, cell.fraction, strata=self._strata[key][indices])
 
-    def pending(self) -> list[Cell]:
-        """Cells without an ``ok`` row for their config hash (all cells with ``force``)."""
+    def pending(self, accept_stale: bool = False) -> list[Cell]:
+        """Cells without an ``ok`` row for their config hash (all cells with ``force``).
+
+        A cell whose only ``ok`` row was computed by other code (same cell key, another code fingerprint)
+        is stale and runs again; ``accept_stale`` keeps such rows instead.
+        """
         cells = expand_cells(self.spec)
         if self.force:
             return cells
         done = self.store.done_config_hashes()
-        return [c for c in cells if cell_hash(self.spec, c) not in done]
+        todo = [c for c in cells if cell_hash(self.spec, c) not in done]
+        if accept_stale:
+            kept = self.store.done_cell_keys()
+            todo = [c for c in todo if cell_key(cell_config(self.spec, c)) not in kept]
+        return todo
+
+    def stale(self) -> list[Cell]:
+        """Cells of the spec whose ``ok`` row comes from other code than this checkout's."""
+        done, keys = self.store.done_config_hashes(), self.store.done_cell_keys()
+        out = []
+        for c in expand_cells(self.spec):
+            cfg = cell_config(self.spec, c)
+            if config_hash(cfg) not in done and cell_key(cfg) in keys:
+                out.append(c)
+        return out
 
     def build_task(self, cell: Cell, options: dict):
         """The cell's task; ``class_names`` come from the dataset's metainfo (the key the task declares)
@@ -315,6 +344,30 @@ class SweepRunner:
         indices = np.asarray(subset.indices)
         return Subset(subset.dataset, indices[fit].tolist()), Subset(subset.dataset, indices[val].tolist())
 
+    def base_row(self, cell: Cell, cfg: dict | None = None) -> dict:
+        """The columns every row of ``cell`` has (what ran, where, with which code); the one row builder."""
+        cfg = cfg or cell_config(self.spec, cell)
+        task = get_task(cell.task, **cfg["task_kwargs"])
+        spec = backbones.get_spec(cell.backbone)
+        row = {
+            "method": spec.method, "backbone": cell.backbone, "arch": spec.arch,
+            "checkpoint_hash": cfg["checkpoint"], "task": cell.task, "dataset": cell.dataset,
+            "modalities": "+".join(task.input_modalities(cfg["modalities"])), "protocol": cell.protocol,
+            "fraction": cell.fraction, "split_seed": cell.split_seed, "train_seed": cell.train_seed,
+            "config_hash": config_hash(cfg), "cell_key": cell_key(cfg), "code_version": code_version(),
+            "code_fingerprint": cfg["code"],
+            "device": hardware(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }  # fmt: skip
+        if cell.checkpoint and os.path.exists(cell.checkpoint):
+            row["pretrain"] = pretrain_summary(cell.checkpoint)
+        return row
+
+    def failed_rows(self, cell: Cell, status: str, wall_time_s: float = 0.0, n_train: int = 0) -> list[dict]:
+        """The one row a failed cell leaves: its primary metric, NaN, and ``failed: reason``."""
+        metric = get_task(cell.task, **self.spec.task_options(cell.task, cell.dataset)).primary_metric
+        return [{**self.base_row(cell), "n_train": n_train, "metric": metric, "value": math.nan, "status": status,
+                 "wall_time_s": wall_time_s}]  # fmt: skip
+
     def run_cell(self, cell: Cell, progress: Callable[[int, int], None] | None = None) -> list[dict]:
         """Train and evaluate one cell; a failure becomes a ``failed: reason`` row, never a silent gap."""
         cfg = cell_config(self.spec, cell)
@@ -322,14 +375,7 @@ class SweepRunner:
         task = get_task(cell.task, **cfg["task_kwargs"])
         spec = backbones.get_spec(cell.backbone)
         modalities = task.input_modalities(cfg["modalities"])
-        base = {
-            "method": spec.method, "backbone": cell.backbone, "arch": spec.arch,
-            "checkpoint_hash": cfg["checkpoint"], "task": cell.task, "dataset": cell.dataset,
-            "modalities": "+".join(modalities), "protocol": cell.protocol, "fraction": cell.fraction,
-            "split_seed": cell.split_seed, "train_seed": cell.train_seed, "config_hash": chash,
-            "code_version": code_version(), "code_fingerprint": cfg["code"], "device": hardware(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }  # fmt: skip
+        base = self.base_row(cell, cfg)
         work_dir = self.run_dir / "cells" / chash
         start = time.perf_counter()
         try:
@@ -357,8 +403,7 @@ class SweepRunner:
         except Exception as exc:  # a failed cell is a row with its reason
             work_dir.mkdir(parents=True, exist_ok=True)
             (work_dir / "error.log").write_text(traceback.format_exc())
-            return [{**base, "n_train": base.get("n_train", 0), "metric": task.primary_metric, "value": math.nan,
-                     "status": failure_status(exc), "wall_time_s": time.perf_counter() - start}]  # fmt: skip
+            return self.failed_rows(cell, failure_status(exc), time.perf_counter() - start, base.get("n_train", 0))
         low, high = (math.nan, math.nan)
         if result.tile_stats:
             save_tile_stats(work_dir, result.tile_stats, task=cell.task, metric=task.primary_metric)
@@ -375,6 +420,25 @@ class SweepRunner:
         return rows
 
 
+#: What a row records of the pretraining behind its checkpoint (from the encoder.pth metadata).
+PRETRAIN_KEYS = ("method", "config", "epochs", "iters", "train_samples", "batch_size", "teacher_momentum", "augment",
+                 "probe_knn")  # fmt: skip
+
+
+def pretrain_summary(checkpoint: str) -> str:
+    """JSON of the checkpoint's pretraining metadata (method, budget, teacher schedule, probes); "" if none."""
+    from backbones.checkpoint import read_meta
+
+    try:
+        meta = read_meta(checkpoint)
+    except Exception:  # a converted official file may carry no metadata; the load itself reports real problems
+        return ""
+    summary = {k: meta[k] for k in PRETRAIN_KEYS if k in meta}
+    if "config" in summary:
+        summary["config"] = Path(str(summary["config"])).name
+    return json.dumps(summary, sort_keys=True, default=str)
+
+
 def failure_status(exc: BaseException) -> str:
     """``failed: <reason>`` for a row: our own errors speak for themselves, others keep their type."""
     from tasks.engine import NonFiniteLossError
@@ -382,10 +446,3 @@ def failure_status(exc: BaseException) -> str:
     own = isinstance(exc, NonFiniteLossError)
     text = str(exc) if own else f"{exc.__class__.__name__}: {exc}"
     return f"failed: {text}".splitlines()[0][:300]
-
-
-def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console=None, **launch) -> Path:
-    """Run every pending cell (see :func:`benchmark.launch.run_sweep` for ``jobs``, ``launcher``, ...)."""
-    from .launch import run_sweep as launch_sweep  # launch imports this module: import it on use
-
-    return launch_sweep(spec, run_dir, force=force, console=console, **launch)

@@ -57,7 +57,8 @@ def failed_cells(frame: pd.DataFrame) -> pd.DataFrame:
 #: Unicode in labels and cells that LaTeX text mode needs spelled out.
 #: "<" and ">" too: in LaTeX's default OT1 font encoding they print as inverted "¡" and "¿".
 _LATEX_SYMBOLS = {"±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "–": "--", "≥": r"$\geq$", "≤": r"$\leq$",
-                  "<": r"\textless{}", ">": r"\textgreater{}"}  # fmt: skip
+                  "<": r"\textless{}", ">": r"\textgreater{}", "→": r"$\rightarrow$", "✓": r"$\surd$",
+                  "✗": r"$\times$"}  # fmt: skip
 
 
 @dataclass

@@ -1,13 +1,20 @@
-"""The project's mmengine registries (scope ``rsbench``), children of mmengine's own.
+"""The project's registries: mmengine ``Registry`` objects with lazy ``locations``, duplicates refused.
 
-This is the bottom of the import graph: it imports only mmengine, and every layer registers
-into it (``backbones`` its pretraining methods, hooks and optimiser constructor, ``rsdatasets``
-its pretraining pools, ``benchmark`` its runner). Configs name project classes by string
-(``type="MSSDF"``) with ``default_scope="rsbench"``; mmengine imports this module for that scope,
-and imports the ``locations`` of a registry the first time a name is looked up in it, so a
-config needs no import line. Every mmengine root registry gets an ``rsbench`` child here, in one
-place, because mmengine looks the scope up in each of them (and warns for each one that lacks it).
+This is the bottom of the import graph: it imports only mmengine, and every layer registers into
+it. ``TASKS`` (downstream tasks, ``@register_task``) and ``BENCHMARK_DATASETS`` (dataset readers,
+``@register_dataset``) are the harness's own; the children of mmengine's roots (scope ``rsbench``)
+hold what configs name by string (``type="MSSDF"`` with ``default_scope="rsbench"``): pretraining
+methods (``MODELS``), hooks, the optimiser constructor, pretraining pools, the runner. A registry
+imports its ``locations`` the first time a name is looked up in it, so neither a config nor the
+harness needs an import line; modules named in ``$RSBENCH_PLUGINS`` (comma separated) are imported
+too (:func:`import_plugins`), so a plugin file adds a task, a dataset, a method or a backbone with no
+edit to the project. The location strings name the modules that register here: that is how
+mmengine finds them, not an import. Every mmengine root registry gets an ``rsbench`` child here, in
+one place, because mmengine looks the scope up in each of them (and warns for each one that lacks it).
 """
+
+import importlib
+import os
 
 import mmengine.registry as _mmengine_registry
 from mmengine.registry import Registry
@@ -31,9 +38,32 @@ _CHILDREN = {
     for name, root in _ROOTS.items()
 }
 MODELS = _CHILDREN["MODELS"]
+#: Downstream tasks by name (``tasks.base.register_task``).
+TASKS = Registry("task", scope="rsbench", locations=[
+    "tasks.segmentation", "tasks.classification", "tasks.detection", "tasks.change_detection", "tasks.depth",
+])  # fmt: skip
+#: Dataset readers by name (``rsdatasets.register_dataset``): the synthetic benchmark and the real datasets.
+BENCHMARK_DATASETS = Registry("benchmark dataset", scope="rsbench", locations=[
+    "rsdatasets.synthetic", "rsdatasets.isprs", "rsdatasets.us3d", "rsdatasets.scene_classification",
+    "rsdatasets.change_detection", "rsdatasets.detection",
+])  # fmt: skip
+def import_plugins() -> None:
+    """Import the modules named in ``$RSBENCH_PLUGINS``; they register whatever they define (an imported module
+    is not imported again: Python's module cache makes a second call a lookup)."""
+    for module in filter(None, (m.strip() for m in os.environ.get("RSBENCH_PLUGINS", "").split(","))):
+        importlib.import_module(module)
+
+
+def registered(registry: Registry) -> dict:
+    """name -> class of ``registry`` after importing its locations and the plugins."""
+    import_plugins()
+    registry.import_from_location()
+    return dict(registry.module_dict)
+
 HOOKS = _CHILDREN["HOOKS"]
 RUNNERS = _CHILDREN["RUNNERS"]
 DATASETS = _CHILDREN["DATASETS"]
 OPTIM_WRAPPER_CONSTRUCTORS = _CHILDREN["OPTIM_WRAPPER_CONSTRUCTORS"]
 
-__all__ = ["DATASETS", "HOOKS", "MODELS", "OPTIM_WRAPPER_CONSTRUCTORS", "RUNNERS"]
+__all__ = ["BENCHMARK_DATASETS", "DATASETS", "HOOKS", "MODELS", "OPTIM_WRAPPER_CONSTRUCTORS", "RUNNERS", "TASKS",
+           "import_plugins", "registered"]

@@ -1,49 +1,54 @@
-"""Data layer: the embedded synthetic benchmark, real-dataset readers and label-fraction splits.
+"""Data layer: the embedded synthetic benchmark and readers of the real datasets in their original layouts.
 
-``build_dataset(name, split, **kwargs)`` is the one entry point the harness uses, so a
-sweep names datasets by string and tasks never open files. A dataset module registers its
-class with ``@register_dataset("name")``; modules listed in ``_MODULES`` are imported on
-first use, so importing the data layer stays cheap.
+One file per dataset (TorchGeo style), registered with ``@register_dataset("name")`` in the project's
+``BENCHMARK_DATASETS`` registry (``rsbench.registry``: lazy locations, duplicates refused, plugins from
+``$RSBENCH_PLUGINS``). ``build_dataset(name, split, **kwargs)`` is the one entry point the harness uses,
+so a sweep names datasets by string and tasks never open files; what tasks may rely on beyond dict
+samples is ``rsdatasets.protocol``.
 """
 
 from __future__ import annotations
 
-import importlib
+import difflib
+import inspect
 
 from torch.utils.data import Dataset
 
-_DATASETS: dict[str, type] = {}
-#: Modules that register datasets when imported (one file per dataset, TorchGeo style).
-_MODULES = [
-    "rsdatasets.synthetic",
-    "rsdatasets.isprs",
-    "rsdatasets.us3d",
-    "rsdatasets.scene_classification",
-    "rsdatasets.change_detection",
-    "rsdatasets.detection",
-]
+from rsbench.registry import BENCHMARK_DATASETS, registered
 
 
 def register_dataset(name: str):
-    """Class decorator: make a dataset available to ``build_dataset`` and sweep specs by name."""
+    """Class decorator: make a dataset available to ``build_dataset`` and sweep specs by name (once)."""
 
     def decorator(cls: type) -> type:
-        _DATASETS[name] = cls
+        BENCHMARK_DATASETS.register_module(name=name, module=cls)
         return cls
 
     return decorator
 
 
+def dataset_class(name: str) -> type:
+    """The registered class of ``name``; unknown names get one clear error with close matches."""
+    datasets = registered(BENCHMARK_DATASETS)
+    if name not in datasets:
+        close = difflib.get_close_matches(name, datasets, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(f"unknown dataset {name!r}.{hint} Available: {', '.join(sorted(datasets))}")
+    return datasets[name]
+
+
 def list_datasets() -> list[str]:
-    """Names of the registered datasets."""
-    for module in _MODULES:
-        importlib.import_module(module)
-    return sorted(_DATASETS)
+    """Names of the registered datasets (built-in and plugins)."""
+    return sorted(registered(BENCHMARK_DATASETS))
 
 
 def build_dataset(name: str, split: str, **kwargs) -> Dataset:
-    """A dataset split by name; unknown names get one clear error."""
-    available = list_datasets()
-    if name not in _DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; available: {', '.join(available)}")
-    return _DATASETS[name](split=split, **kwargs)
+    """A dataset split by name; an unknown name or option gets one clear error naming what exists."""
+    cls = dataset_class(name)
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            known = sorted(k for k in params if k not in ("self", "split"))
+            raise ValueError(f"unknown option(s) {unknown} for dataset {name!r}; it takes {known}")
+    return cls(split=split, **kwargs)

@@ -122,11 +122,9 @@ def check_dataset(name: str, root: str | Path, full: bool = True, unknown_tolera
     ``full=False`` only headers are checked (seconds instead of minutes). A label file whose share of
     colours outside the legend exceeds ``unknown_tolerance`` is bad; a smaller share is a warning.
     """
-    from . import _DATASETS, list_datasets
+    from . import dataset_class
 
-    if name not in list_datasets():
-        raise KeyError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
-    cls = _DATASETS[name]
+    cls = dataset_class(name)
     if name == "synthetic":
         raise ValueError("dataset 'synthetic' is generated, not read from files; nothing to check")
     if not issubclass(cls, TiledRasterDataset):

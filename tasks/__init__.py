@@ -1,8 +1,7 @@
 """Downstream tasks: each a model builder, a batch adapter and a metric, trained by ``tasks.engine.finetune``."""
 
-from . import change_detection, classification, depth, detection, segmentation  # noqa: F401  (registers the tasks)
-from .base import PROTOCOLS, MetricInfo, Task, TiledMetric, TrainBudget, get_task, list_tasks, register_task
+from .base import PROTOCOLS, MetricInfo, Task, TiledMetric, TrainBudget, get_task, list_tasks, register_task, task_class
 from .engine import FinetuneResult, finetune
 
 __all__ = ["PROTOCOLS", "FinetuneResult", "MetricInfo", "Task", "TiledMetric", "TrainBudget", "finetune", "get_task",
-           "list_tasks", "register_task"]
+           "list_tasks", "register_task", "task_class"]

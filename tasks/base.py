@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -12,30 +13,40 @@ from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
 from torch import nn
 
-_TASKS: dict[str, type[Task]] = {}
+from rsbench.registry import TASKS, registered
 
 
 def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
-    """Class decorator: make a Task available by name (``rsbench finetune --task NAME``)."""
+    """Class decorator: register a Task under ``name`` (``rsbench finetune --task NAME``); a second class
+    under the same name is refused. A new task is its module plus, if it lives outside ``tasks/``, its
+    name in ``$RSBENCH_PLUGINS``."""
 
     def decorator(cls: type[Task]) -> type[Task]:
         cls.name = name
-        _TASKS[name] = cls
+        TASKS.register_module(name=name, module=cls)
         return cls
 
     return decorator
 
 
 def list_tasks() -> list[str]:
-    """Registered task names."""
-    return sorted(_TASKS)
+    """Registered task names (built-in and plugins)."""
+    return sorted(registered(TASKS))
+
+
+def task_class(name: str) -> type[Task]:
+    """The registered Task class of ``name``; unknown names get one clear error with close matches."""
+    tasks = registered(TASKS)
+    if name not in tasks:
+        close = difflib.get_close_matches(name, tasks, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(f"unknown task {name!r}.{hint} Registered tasks: {', '.join(sorted(tasks))}")
+    return tasks[name]
 
 
 def get_task(name: str, **kwargs) -> Task:
     """Instantiate a registered task; unknown names get one clear error."""
-    if name not in _TASKS:
-        raise KeyError(f"unknown task {name!r}; registered tasks: {', '.join(list_tasks())}")
-    return _TASKS[name](**kwargs)
+    return task_class(name)(**kwargs)
 
 
 #: How a cell uses the backbone: ``frozen`` trains the task side (pyramid + head) on encoder features
@@ -111,9 +122,16 @@ class TiledMetric(BaseMetric):
 
     default_prefix = ""
     primary: str = ""
+    #: Model selection needs only the primary metric: computed from the tile statistics, skipping the rest
+    #: (e.g. detection's COCO mAP) at every validation check.
+    primary_only: bool = False
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         self.last_tile_stats = self.tile_stats(results)
+        if self.primary_only:
+            n = len(next(iter(self.last_tile_stats.values()))) if "gt_count" not in self.last_tile_stats else len(
+                self.last_tile_stats["gt_count"])  # fmt: skip
+            return {self.primary: float(self.resample(self.last_tile_stats, np.ones((1, n)))[0])}
         return self.metrics_from(results)
 
     def metrics_from(self, results: list) -> dict[str, float]:
@@ -158,6 +176,8 @@ class Task:
     class_names_key: str = "classes"
     #: Keys of a dataset sample that carry this task's targets.
     target_keys: tuple[str, ...] = ()
+    #: Whether a labelled subset must hold every stratum (a classifier needs every class at least once).
+    every_stratum: bool = False
 
     @classmethod
     def metric_info(cls, metric: str) -> MetricInfo:

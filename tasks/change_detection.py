@@ -17,7 +17,9 @@ from torch import nn
 from rsdatasets.protocol import label_summary
 
 from .base import MetricInfo, Task, TiledMetric, ratio, register_task, spatial_size
+from .features import FrozenBackbone
 from .preprocess import ModalityPreprocessor
+from .probe import DenseProbe
 from .segmentation import norm_cfg
 
 #: Modalities the data has at both dates, and the sample key of their second date.
@@ -70,6 +72,32 @@ class ChangeDetectionModel(BaseModel):
         if mode == "loss":
             target = data_samples["change"].long()
             return {"loss_change": self.decode_head.loss_decode(logits, target, ignore_index=self.ignore_index)}
+        if mode == "predict":
+            return [{"pred": p, "gt": g} for p, g in zip(logits.argmax(1), data_samples["change"])]
+        return logits
+
+
+class ChangeProbe(DenseProbe):
+    """The frozen protocol's change head: both dates' encoder maps -> ``ProbeFeatures`` -> |d1 - d2| -> linear."""
+
+    def __init__(self, backbone: nn.Module, ignore_index: int = 255, class_weight: Sequence[float] | None = None):
+        super().__init__(backbone, 2)
+        self.ignore_index = ignore_index
+        self.class_weight = None if class_weight is None else torch.tensor(list(class_weight), dtype=torch.float32)
+
+    def forward(self, inputs: dict, data_samples: dict | None = None, mode: str = "tensor"):
+        first = self.backbone(inputs) if "features" not in inputs else inputs["features"]
+        second = inputs["features_t2"] if "features_t2" in inputs else self.backbone(
+            {k.replace("_t2", ""): v for k, v in inputs.items() if k.endswith("_t2")}
+        )  # fmt: skip
+        b = first[0].shape[0]
+        both = self.features([torch.cat([f1, f2]) for f1, f2 in zip(first, second)])  # one BN batch for both dates
+        logits = self.head((both[:b] - both[b:]).abs())
+        logits = F.interpolate(logits, size=spatial_size(inputs), mode="bilinear", align_corners=False)
+        if mode == "loss":
+            weight = None if self.class_weight is None else self.class_weight.to(logits.device)
+            target = data_samples["change"].long()
+            return {"loss_change": F.cross_entropy(logits, target, weight=weight, ignore_index=self.ignore_index)}
         if mode == "predict":
             return [{"pred": p, "gt": g} for p, g in zip(logits.argmax(1), data_samples["change"])]
         return logits
@@ -169,6 +197,8 @@ class ChangeDetectionTask(Task):
         unknown = [m for m in modalities if m not in BITEMPORAL]
         if unknown:
             raise ValueError(f"change detection has no second date for {unknown}; use input_modalities() first")
+        if isinstance(backbone, FrozenBackbone):  # frozen protocol: a linear probe (tasks/probe.py)
+            return ChangeProbe(backbone, self.ignore_index, self.class_weight)
         return ChangeDetectionModel(
             backbone, modalities, self.head_channels, self.norm, self.ignore_index, self.class_weight
         )

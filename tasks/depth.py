@@ -25,7 +25,9 @@ from torch import nn
 from rsdatasets.protocol import label_summary
 
 from .base import MetricInfo, Task, TiledMetric, ratio, register_task, spatial_size
+from .features import FrozenBackbone
 from .preprocess import ModalityPreprocessor
+from .probe import DenseProbe
 from .segmentation import norm_cfg
 
 TARGETS = ("ndsm", "dsm")
@@ -75,6 +77,28 @@ class DepthModel(BaseModel):
         if mode == "loss":
             target, valid = data_samples[self.target].float(), valid_mask(data_samples, self.target)
             if not valid.any():  # an all-nodata batch: a zero loss that keeps the graph, not NaN
+                return {"loss_height": pred.sum() * 0.0}
+            return {"loss_height": F.smooth_l1_loss(pred[valid], target[valid], beta=self.beta)}
+        if mode == "predict":
+            return [
+                {"pred": p, "gt": g, "valid": v}
+                for p, g, v in zip(pred, data_samples[self.target], valid_mask(data_samples, self.target))
+            ]
+        return pred
+
+
+class DepthProbe(DenseProbe):
+    """The frozen protocol's height head: a linear per-pixel regressor on the encoder's maps (loss as DepthModel)."""
+
+    def __init__(self, backbone: nn.Module, target: str, beta: float = 5.0, height_scale: float = 10.0) -> None:
+        super().__init__(backbone, 1)
+        self.target, self.beta, self.height_scale = target, beta, height_scale
+
+    def forward(self, inputs: dict, data_samples: dict | None = None, mode: str = "tensor"):
+        pred = self.logits(inputs) * self.height_scale
+        if mode == "loss":
+            target, valid = data_samples[self.target].float(), valid_mask(data_samples, self.target)
+            if not valid.any():
                 return {"loss_height": pred.sum() * 0.0}
             return {"loss_height": F.smooth_l1_loss(pred[valid], target[valid], beta=self.beta)}
         if mode == "predict":
@@ -181,6 +205,8 @@ class DepthTask(Task):
         return np.digitize(means, edges).astype(np.int64)
 
     def build_model(self, backbone: nn.Module, modalities: Sequence[str]) -> BaseModel:
+        if isinstance(backbone, FrozenBackbone):  # frozen protocol: a linear probe (tasks/probe.py)
+            return DepthProbe(backbone, self.target, self.beta)
         return DepthModel(backbone, self.target, self.head_channels, self.norm, self.beta)
 
     def build_metric(self) -> BaseMetric:

@@ -9,8 +9,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from mmdet.evaluation.functional import average_precision, eval_map
+from mmdet.evaluation.functional import eval_map
 from mmdet.evaluation.functional.mean_ap import tpfp_default
+from mmdet.models.dense_heads import CenterNetHead
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmdet.structures import DetDataSample
 from mmengine.config import ConfigDict
@@ -24,7 +25,9 @@ from torch import nn
 from rsdatasets.protocol import label_summary
 
 from .base import MetricInfo, Task, TiledMetric, register_task, spatial_size
+from .features import FrozenBackbone
 from .preprocess import ModalityPreprocessor
+from .probe import DetectionProbeNeck
 
 DEFAULT_CLASSES = ("building", "car")
 STRIDES = (4, 8, 16, 32)  # the backbone contract: four maps at these strides
@@ -139,8 +142,80 @@ class FinestLevel(nn.Module):
         return (self.fpn(feats)[0].contiguous(),)
 
 
+def _radius(h: torch.Tensor, w: torch.Tensor, min_overlap: float = 0.3) -> torch.Tensor:
+    """mmdet's ``gaussian_radius`` for many boxes at once, with its arithmetic: float32 tensors, the square roots
+    taken in double and the result rounded back, as ``math.sqrt`` on a tensor does there."""
+
+    def root(x: torch.Tensor) -> torch.Tensor:
+        return x.double().sqrt().to(x.dtype)
+
+    b1, c1 = h + w, w * h * (1 - min_overlap) / (1 + min_overlap)
+    r1 = (b1 - root(b1**2 - 4 * c1)) / 2
+    b2, c2 = 2 * (h + w), (1 - min_overlap) * w * h
+    r2 = (b2 - root(b2**2 - 16 * c2)) / 8
+    b3, c3 = -2 * min_overlap * (h + w), (min_overlap - 1) * w * h
+    r3 = (b3 + root(b3**2 - 16 * min_overlap * c3)) / (8 * min_overlap)
+    return torch.minimum(torch.minimum(r1, r2), r3)
+
+
+class CenterNetHeadAnySize(CenterNetHead):
+    """mmdet's ``CenterNetHead`` with its ``topk`` clamped to the heatmap's size (a small tile's heatmap can hold
+    fewer cells than the usual 100 peaks, and ``torch.topk`` refuses more than there are), and its targets
+    computed for all boxes of an image at once (``get_targets``: the same values as mmdet's per-box loop,
+    which was a third of a CPU training step; ``tests/test_task_detection.py`` compares them)."""
+
+    def get_targets(self, gt_bboxes, gt_labels, feat_shape, img_shape):
+        img_h, img_w = img_shape[:2]
+        bs, _, feat_h, feat_w = feat_shape
+        width_ratio, height_ratio = float(feat_w / img_w), float(feat_h / img_h)
+        like = gt_bboxes[-1]
+        heatmap = like.new_zeros([bs, self.num_classes, feat_h, feat_w])
+        wh = like.new_zeros([bs, 2, feat_h, feat_w])
+        offset = like.new_zeros([bs, 2, feat_h, feat_w])
+        weight = like.new_zeros([bs, 2, feat_h, feat_w])
+        ys = torch.arange(feat_h, device=like.device).view(1, -1, 1)
+        xs = torch.arange(feat_w, device=like.device).view(1, 1, -1)
+        eps = torch.finfo(heatmap.dtype).eps
+        for b in range(bs):
+            box, label = gt_bboxes[b], gt_labels[b]
+            if len(box) == 0:
+                continue
+            cx = (box[:, 0] + box[:, 2]) * width_ratio / 2
+            cy = (box[:, 1] + box[:, 3]) * height_ratio / 2
+            cxi, cyi = cx.int(), cy.int()
+            box_h, box_w = (box[:, 3] - box[:, 1]) * height_ratio, (box[:, 2] - box[:, 0]) * width_ratio
+            radius = _radius(box_h, box_w).int().clamp(min=0)  # int() truncates, as max(0, int(r)) there
+            sigma = ((2 * radius + 1) / 6).to(heatmap.dtype).view(-1, 1, 1)
+            dx, dy = xs - cxi.view(-1, 1, 1), ys - cyi.view(-1, 1, 1)
+            r = radius.view(-1, 1, 1)
+            kernel = (-(dx * dx + dy * dy).to(heatmap.dtype) / (2 * sigma * sigma)).exp()
+            kernel = torch.where((dx.abs() <= r) & (dy.abs() <= r) & (kernel >= eps), kernel, kernel.new_zeros(()))
+            for c in label.unique():
+                heatmap[b, c] = torch.maximum(heatmap[b, c], kernel[label == c].amax(0))
+            # One box per centre cell: the loop there leaves the last box's values, so keep the last.
+            cell = cyi * feat_w + cxi
+            last = {int(k): j for j, k in enumerate(cell.tolist())}
+            j = torch.tensor(list(last.values()), device=like.device)
+            wh[b, 0, cyi[j], cxi[j]], wh[b, 1, cyi[j], cxi[j]] = box_w[j], box_h[j]
+            offset[b, 0, cyi[j], cxi[j]], offset[b, 1, cyi[j], cxi[j]] = cx[j] - cxi[j], cy[j] - cyi[j]
+            weight[b, :, cyi[j], cxi[j]] = 1
+        avg_factor = max(1, heatmap.eq(1).sum())
+        targets = dict(center_heatmap_target=heatmap, wh_target=wh, offset_target=offset,
+                       wh_offset_target_weight=weight)  # fmt: skip
+        return targets, avg_factor
+
+    def _predict_by_feat_single(self, center_heatmap_pred, *args, **kwargs):
+        topk = self.test_cfg.topk
+        self.test_cfg.topk = min(topk, center_heatmap_pred.numel())
+        try:
+            return super()._predict_by_feat_single(center_heatmap_pred, *args, **kwargs)
+        finally:
+            self.test_cfg.topk = topk
+
+
 def build_centernet(
-    backbone: nn.Module, num_classes: int, neck_channels: int = 64, max_per_img: int = 100, score_thr: float = 0.0
+    backbone: nn.Module, num_classes: int, neck_channels: int = 64, max_per_img: int = 100, score_thr: float = 0.0,
+    neck: dict | None = None,
 ) -> BaseModel:
     """mmdet's ``CenterNet`` (objects as points: a class heatmap, box size and offset at stride 4).
 
@@ -152,9 +227,9 @@ def build_centernet(
     cfg = ConfigDict(
         type="CenterNet", _scope_="mmdet",
         backbone=dict(type=nn.Identity),
-        neck=dict(type=FinestLevel, in_channels=list(backbone.out_channels), out_channels=neck_channels),
+        neck=neck or dict(type=FinestLevel, in_channels=list(backbone.out_channels), out_channels=neck_channels),
         bbox_head=dict(
-            type="CenterNetHead", num_classes=num_classes, in_channels=neck_channels, feat_channels=neck_channels,
+            type=CenterNetHeadAnySize, num_classes=num_classes, in_channels=neck_channels, feat_channels=neck_channels,
             loss_center_heatmap=dict(type="GaussianFocalLoss", loss_weight=1.0),
             loss_wh=dict(type="L1Loss", loss_weight=0.1), loss_offset=dict(type="L1Loss", loss_weight=1.0),
         ),
@@ -177,6 +252,22 @@ def _numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
 
 
+def area_ap(recalls: np.ndarray, precisions: np.ndarray) -> np.ndarray:
+    """VOC "area" AP of each row, the value of mmdet's ``average_precision(..., mode="area")``, vectorised.
+
+    mmdet takes the running maximum of precision from the right with a Python loop over detections and
+    sums (delta recall) x precision where recall changes; the reverse cumulative maximum is one numpy
+    call, and where recall does not change the term is zero, so summing every column gives the same
+    number (``tests/test_statistics.py`` compares the two). Written here because a bootstrap calls it
+    for thousands of rows of thousands of detections.
+    """
+    rows = recalls.shape[0]
+    mrec = np.hstack([np.zeros((rows, 1)), recalls, np.ones((rows, 1))])
+    mpre = np.hstack([np.zeros((rows, 1)), precisions, np.zeros((rows, 1))])
+    mpre = np.maximum.accumulate(mpre[:, ::-1], axis=1)[:, ::-1]
+    return ((mrec[:, 1:] - mrec[:, :-1]) * mpre[:, 1:]).sum(1)
+
+
 class DetectionMetric(TiledMetric):
     """Box AP in %: ``mAP50`` (VOC area AP at IoU 0.5, mmdet ``eval_map``), ``mAP`` (COCO AP@[.5:.95], pycocotools).
 
@@ -188,24 +279,30 @@ class DetectionMetric(TiledMetric):
     positive (mmdet's own per-image matching, ``tpfp_default``), and each tile's ground-truth count
     per class. Matching never crosses images, so AP over any multiset of tiles follows from these:
     ``resample`` weights each detection and ground truth by its tile's multiplicity and runs mmdet's
-    ``average_precision`` on the weighted cumulative counts, exactly ``eval_map``'s steps.
+    ``average_precision`` (vectorised: :func:`area_ap`) on the weighted cumulative counts, ``eval_map``'s steps.
     """
 
     primary = "mAP50"
 
-    def __init__(self, class_names: Sequence[str] = DEFAULT_CLASSES, iou_thr: float = 0.5) -> None:
+    def __init__(self, class_names: Sequence[str] = DEFAULT_CLASSES, iou_thr: float = 0.5,
+                 min_score: float = 0.0) -> None:  # fmt: skip
         super().__init__()
         self.class_names = tuple(class_names)  # not dataset_meta: the runner sets that from the dataset
         self.iou_thr = iou_thr
+        # Detections below the detector's score threshold are dropped here too: CenterNet returns its top 100
+        # peaks whatever their score, and thousands of near-zero ones only slow every AP computation.
+        self.min_score = min_score
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         for sample in data_samples:
             pred, gt = _field(sample, "pred_instances"), _field(sample, "gt_instances")
+            scores = _numpy(_field(pred, "scores")).astype(np.float32)
+            keep = scores >= self.min_score
             self.results.append(
                 {
-                    "boxes": _numpy(_field(pred, "bboxes")).reshape(-1, 4).astype(np.float32),
-                    "scores": _numpy(_field(pred, "scores")).astype(np.float32),
-                    "labels": _numpy(_field(pred, "labels")).astype(np.int64),
+                    "boxes": _numpy(_field(pred, "bboxes")).reshape(-1, 4).astype(np.float32)[keep],
+                    "scores": scores[keep],
+                    "labels": _numpy(_field(pred, "labels")).astype(np.int64)[keep],
                     "gt_boxes": _numpy(_field(gt, "bboxes")).reshape(-1, 4).astype(np.float32),
                     "gt_labels": _numpy(_field(gt, "labels")).astype(np.int64),
                 }
@@ -244,7 +341,7 @@ class DetectionMetric(TiledMetric):
             fp = np.cumsum(w * stats["det_fp"][sel][order], axis=1)
             recalls = tp / np.maximum(n_gts[:, c : c + 1], eps)
             precisions = tp / np.maximum(tp + fp, eps)
-            aps[:, c] = np.atleast_1d(average_precision(recalls, precisions, "area"))
+            aps[:, c] = area_ap(recalls, precisions)
         aps[n_gts <= 0] = np.nan  # eval_map leaves classes without ground truth out of the mean
         present = (n_gts > 0).any(1)
         out = np.zeros(len(weights))
@@ -328,6 +425,12 @@ class DetectionTask(Task):
         )
 
     def build_model(self, backbone: nn.Module, modalities: Sequence[str]) -> BaseModel:
+        if isinstance(backbone, FrozenBackbone):
+            # Frozen protocol: CenterNet's light head on the probe grid of the encoder's maps (tasks/probe.py);
+            # a detector needs more than a linear layer, but nothing else is trained.
+            channels = list(backbone.out_channels)
+            neck = dict(type=DetectionProbeNeck, in_channels=channels, out_channels=self.neck_channels)
+            return build_centernet(backbone, len(self.class_names), self.neck_channels, self.max_per_img, neck=neck)
         if self.detector == "centernet":
             return build_centernet(backbone, len(self.class_names), self.neck_channels, self.max_per_img)
         return build_detector(
@@ -335,7 +438,7 @@ class DetectionTask(Task):
         )
 
     def build_metric(self) -> BaseMetric:
-        return DetectionMetric(self.class_names)
+        return DetectionMetric(self.class_names, min_score=self.score_thr)
 
     def collate(self, samples: Sequence[Mapping[str, torch.Tensor]], modalities: Sequence[str]) -> dict:
         """Stack the inputs; boxes (ragged) become one ``DetDataSample`` per tile, as mmdet's heads expect."""

@@ -216,10 +216,12 @@ def finetune(
         keep_best = KeepBestHook(task.primary_metric, task.higher_is_better(task.primary_metric))
         hooks.append(keep_best)
         val_interval = max(1, math.ceil(iterations / max(budget.val_checks, 1)))
+        val_metric = task.build_metric()
+        val_metric.primary_only = True
         extra = dict(
             val_dataloader=_loader(val_set, budget.eval_batch_size, collate, DefaultSampler(val_set, shuffle=False)),
             val_cfg=dict(),
-            val_evaluator=[task.build_metric()],
+            val_evaluator=[val_metric],
         )
     if progress:
         hooks.append(ProgressHook(progress))

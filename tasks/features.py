@@ -1,11 +1,11 @@
-"""The frozen-encoder protocol: encoder features computed once, cached, and fed to a trainable neck + head.
+"""The frozen-encoder protocol: encoder features computed once, cached, and fed to a trainable probe.
 
-A backbone splits into a frozen encoder and a task-side neck (``frozen_parts()``; the ViT's simple
-feature pyramid, nothing for CNNs). Under the frozen protocol the encoder's outputs for every sample
-of a split are computed once per (checkpoint, dataset split, modalities, view) and kept in a
-:class:`FeatureCache`; training then costs only the neck and the head, so heads can be trained to
-convergence. PANGAEA and torchgeo-bench evaluate frozen encoders the same way; torchgeo-bench
-reports its feature cache as its dominant speed-up.
+A backbone says what its frozen encoder is (``frozen_parts()``: the ViT's blocks and patch
+embeddings, a CNN's stages; its task-side pyramid is not part of it). Under the frozen protocol the
+encoder's maps for every sample of a split are computed once per (checkpoint, dataset split,
+modalities, view) and kept in a :class:`FeatureCache`; training then costs only the task's probe
+(``tasks.probe``), so it can train to convergence. PANGAEA and torchgeo-bench evaluate frozen
+encoders the same way; torchgeo-bench reports its feature cache as its dominant speed-up.
 
 Features are computed one sample at a time, in eval mode and without gradients, both when the
 cache is filled and when ``cache=None`` recomputes them every step; a sample's features are
@@ -29,45 +29,43 @@ FEATURES = "features"
 IMAGE_HW = "image_hw"
 
 
-def frozen_parts(backbone: nn.Module) -> tuple[Callable[[dict], list[Tensor]], nn.Module, list[nn.Module]]:
-    """(encode: normalised inputs -> encoder maps, neck: maps -> pyramid, frozen modules) of a backbone.
+def frozen_parts(backbone: nn.Module) -> tuple[Callable[[dict], list[Tensor]], list[nn.Module]]:
+    """(encode: normalised inputs -> the encoder's maps, the encoder's modules) of a backbone.
 
-    Backbones that do not say (``frozen_parts`` missing) are frozen whole, with an identity neck.
+    Backbones that do not say (``frozen_parts`` missing) are frozen whole: their output is the feature.
     """
     if hasattr(backbone, "frozen_parts"):
         return backbone.frozen_parts()
-    return backbone.forward, nn.Identity(), [backbone]
-
-
-class _ListIdentity(nn.Module):
-    def forward(self, feats):
-        return list(feats)
+    return backbone.forward, [backbone]
 
 
 class FrozenBackbone(nn.Module):
-    """The backbone as a cell sees it under the frozen protocol: fixed encoder, trainable neck.
+    """The backbone as a cell sees it under the frozen protocol: the encoder's maps, fixed.
 
-    ``forward(inputs)`` takes cached features (``inputs["features"]``) when the batch carries them,
-    and otherwise computes them from the images under ``no_grad``. The encoder stays in eval mode
-    whatever ``train()`` says (no dropout, no statistics updates), and its parameters never train.
+    ``forward(inputs)`` returns the cached features (``inputs["features"]``) when the batch carries
+    them, and otherwise computes them from the images under ``no_grad``. The encoder stays in eval
+    mode whatever ``train()`` says (no dropout, no statistics updates) and never trains; the task's
+    probe (``tasks.probe``) is all that learns.
     """
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
-        self._encode, neck, self._frozen = frozen_parts(backbone)
-        self.neck = _ListIdentity() if isinstance(neck, nn.Identity) else neck
-        for module in self._frozen:
-            module.requires_grad_(False)
-        for attr in ("out_channels", "modalities", "patch_size", "backbone_name", "method", "arch"):
+        self._encode, self._frozen = frozen_parts(backbone)
+        backbone.requires_grad_(False)
+        for attr in ("modalities", "patch_size", "backbone_name", "method", "arch"):
             if hasattr(backbone, attr):
                 setattr(self, attr, getattr(backbone, attr))
+        #: channels of the encoder's maps (a ViT's embedding width four times; a CNN's stage widths)
+        self.out_channels = list(getattr(backbone, "encoder_channels", backbone.out_channels))
         self.train()
 
     def train(self, mode: bool = True) -> FrozenBackbone:
-        super().train(mode)
-        for module in self._frozen:
-            module.eval()
+        # The encoder is the only child and stays in eval mode; the runner calls train() every
+        # iteration, and walking the encoder's modules each time cost more than a probe's step.
+        self.training = mode
+        if self.backbone.training:
+            self.backbone.eval()
         return self
 
     @torch.no_grad()
@@ -80,8 +78,7 @@ class FrozenBackbone(nn.Module):
         return [torch.cat(level) for level in zip(*per_sample)]
 
     def forward(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
-        feats = inputs[FEATURES] if FEATURES in inputs else self.encode(inputs)
-        return list(self.neck(feats))
+        return list(inputs[FEATURES]) if FEATURES in inputs else self.encode(inputs)
 
 
 def view_inputs(sample: Mapping, view: Mapping[str, str]) -> dict[str, Tensor]:
@@ -160,6 +157,8 @@ class WithFeatures(Dataset):
         self.root, self.indices = root_and_indices(dataset)
         self.views = dict(views)
         self.drop = {k for view, _ in self.views.values() for key in view.values() for k in (key, f"{key}_valid")}
+        # Targets and sizes per root sample, decoded once: a probe's step is cheaper than decoding a sample.
+        self._kept: dict[int, dict] = {}
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -169,12 +168,15 @@ class WithFeatures(Dataset):
         return getattr(self.dataset, "metainfo", {})
 
     def __getitem__(self, i: int) -> dict:
-        sample = self.dataset[i]
         root_index = self.indices[i]
-        first_view = next(iter(self.views.values()))[0]
-        image = sample[next(iter(first_view.values()))]
-        out = {k: v for k, v in sample.items() if k not in self.drop}
+        if root_index not in self._kept:
+            sample = self.root[root_index]
+            first_view = next(iter(self.views.values()))[0]
+            image = sample[next(iter(first_view.values()))]
+            kept = {k: v for k, v in sample.items() if k not in self.drop}
+            kept[IMAGE_HW] = torch.tensor(image.shape[-2:])
+            self._kept[root_index] = kept
+        out = dict(self._kept[root_index])
         for key, (_, levels) in self.views.items():
             out[key] = [level[root_index] for level in levels]
-        out[IMAGE_HW] = torch.tensor(image.shape[-2:])
         return out

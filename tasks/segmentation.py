@@ -19,7 +19,9 @@ from torch import nn
 from rsdatasets.protocol import label_summary
 
 from .base import MetricInfo, Task, TiledMetric, ratio, register_task, spatial_size
+from .features import FrozenBackbone
 from .preprocess import ModalityPreprocessor
+from .probe import DenseProbe
 
 DEFAULT_CLASSES = ("impervious", "building", "low_vegetation", "tree", "car", "clutter")
 
@@ -116,6 +118,22 @@ class SegmentationModel(BaseModel):
         return logits
 
 
+class SegmentationProbe(DenseProbe):
+    """The frozen protocol's segmentation head: a linear per-pixel classifier on the encoder's maps."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, ignore_index: int = 255) -> None:
+        super().__init__(backbone, num_classes)
+        self.ignore_index = ignore_index
+
+    def forward(self, inputs: dict, data_samples: dict | None = None, mode: str = "tensor"):
+        logits = self.logits(inputs)
+        if mode == "loss":
+            return {"loss_seg": F.cross_entropy(logits, data_samples["mask"].long(), ignore_index=self.ignore_index)}
+        if mode == "predict":
+            return [{"pred": p, "gt": g} for p, g in zip(logits.argmax(1), data_samples["mask"])]
+        return logits
+
+
 class SegmentationMetric(TiledMetric):
     """mIoU, mF1 and OA (in %) from mmseg's confusion areas.
 
@@ -206,6 +224,8 @@ class SegmentationTask(Task):
         return label_summary(dataset, "dominant_class")
 
     def build_model(self, backbone: nn.Module, modalities: Sequence[str]) -> BaseModel:
+        if isinstance(backbone, FrozenBackbone):  # frozen protocol: a linear probe (tasks/probe.py)
+            return SegmentationProbe(backbone, len(self.class_names), self.ignore_index)
         return SegmentationModel(
             backbone, len(self.class_names), self.head_channels, self.aux_weight, self.ignore_index,
             "BN" if self.norm == "auto" else self.norm,

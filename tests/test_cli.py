@@ -9,6 +9,7 @@ from conftest import run_two_ranks
 from benchmark.cli import main
 
 
+@pytest.mark.slow
 def test_help_through_the_console_script():
     exe = shutil.which("rsbench") or f"{sys.executable} -m benchmark.cli"
     out = subprocess.run(f"{exe} --help", shell=True, capture_output=True, text=True, timeout=120)
@@ -50,6 +51,7 @@ task_kwargs = dict(segmentation=dict(head_channels=16))
     return path
 
 
+@pytest.mark.slow
 def test_sweep_writes_rows_table_and_plot_then_skips_done_cells(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["sweep", str(_spec(tmp_path)), "--run-dir", str(run_dir)]) == 0
@@ -108,13 +110,14 @@ def test_option_values_keep_tile_ids_as_strings():
     assert _option_value("2_10,2_11") == ["2_10", "2_11"] and _option_value("IRRG") == "IRRG"
 
 
+@pytest.mark.slow
 def test_finetune_one_cell_with_ddp_on_two_cpu_ranks(tmp_path):
-    """`rsbench finetune --launcher pytorch` under torchrun: two gloo ranks train one cell with DDP and rank 0
+    """`rsbench finetune --ddp pytorch` under torchrun: two gloo ranks train one cell with DDP and rank 0
     alone writes its rows, evaluated over the whole test split (each rank scores its half)."""
     run_dir = tmp_path / "ddp"
     run_two_ranks(
         "finetune", "--task", "segmentation", "--backbone", "random_init_vit_t16", "--fraction", "0.5",
-        "--run-dir", str(run_dir), "--launcher", "pytorch", "--dataset-options", "size=32", "n=8",
+        "--run-dir", str(run_dir), "--ddp", "pytorch", "--dataset-options", "size=32", "n=8",
         f"root={tmp_path / 'data'}", "--backbone-options", "img_size=32", "patch_size=8", "depth=2",
         "--task-options", "head_channels=16", "norm=GN", "--budget", "max_iters=3", "batch_size=2", "eval_batch_size=2",
     )  # fmt: skip

@@ -224,6 +224,7 @@ def _tiny_config(tmp_path, base="cmid_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", *
     return write_tiny_pretrain_config(tmp_path, base, {**TINY, **model})
 
 
+@pytest.mark.slow
 def test_pretrain_cli_resumes_exports_and_segments(tmp_path, data):
     cfg, work = _tiny_config(tmp_path), tmp_path / "work"
     assert main(["pretrain", str(cfg), "--work-dir", str(work)]) == 0
@@ -258,6 +259,7 @@ def test_pretrain_with_batch_size_one(tmp_path):
     assert "Epoch(train) [1][8/8]" in log and "nan" not in log.lower()
 
 
+@pytest.mark.slow
 def test_resnet50_config_exports_an_encoder_that_builds(tmp_path):
     cfg = _tiny_config(tmp_path, "cmid_resnet50_rgb-dsm_1xb32-2e_synthetic64.py", arch="resnet50",
                        encoder_kwargs=dict(layers=(1, 1, 1, 1)))  # fmt: skip
@@ -279,10 +281,11 @@ def test_resnet50_config_exports_an_encoder_that_builds(tmp_path):
     assert np.isfinite(result.loss_history).all() and 0 <= result.metrics["mIoU"] <= 100
 
 
+@pytest.mark.slow
 def test_two_process_ddp_gathers_queue_keys(tmp_path):
     """Two gloo ranks: each step enqueues the keys of both ranks (4 samples x 2 ranks, one direction)."""
     cfg, work = _tiny_config(tmp_path), tmp_path / "ddp"
-    run_two_ranks("pretrain", str(cfg), "--work-dir", str(work), "--launcher", "pytorch")
+    run_two_ranks("pretrain", str(cfg), "--work-dir", str(work), "--ddp", "pytorch")
     log = next(work.rglob("*.log")).read_text()
     assert "Distributed training: True" in log and "Epoch(train) [1][1/1]" in log
     state = torch.load(work / "epoch_1.pth", map_location="cpu", weights_only=False)["state_dict"]

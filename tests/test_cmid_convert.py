@@ -92,6 +92,7 @@ def test_swin_conversion_reproduces_the_official_features():
     assert torch.allclose(expected, got, atol=1e-4), (expected - got).abs().max()
 
 
+@pytest.mark.slow
 def test_full_size_releases_fit_the_registered_encoders():
     """Swin-B and ResNet-50 at full size (targets on the meta device): every converted key and shape fits."""
     swin = SwinTransformer(arch="base", img_size=224, out_indices=(3,), drop_path_rate=0.0)  # ~1 s; no meta init

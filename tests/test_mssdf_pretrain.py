@@ -95,6 +95,7 @@ def _config(tmp_path):
     return write_tiny_pretrain_config(tmp_path, "mssdf_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", model)
 
 
+@pytest.mark.slow
 def test_pretrain_cli_resumes_and_exports_a_loadable_encoder(tmp_path):
     cfg, work = _config(tmp_path), tmp_path / "work"
     assert main(["pretrain", str(cfg), "--work-dir", str(work)]) == 0
@@ -110,10 +111,11 @@ def test_pretrain_cli_resumes_and_exports_a_loadable_encoder(tmp_path):
     assert not math.isnan(float(feats[0].mean()))
 
 
+@pytest.mark.slow
 def test_two_process_ddp_on_cpu(tmp_path):
     """Two gloo ranks pretrain a few iterations; InfoNCE negatives are gathered across them."""
     cfg, work = _config(tmp_path), tmp_path / "ddp"
-    run_two_ranks("pretrain", str(cfg), "--work-dir", str(work), "--launcher", "pytorch")
+    run_two_ranks("pretrain", str(cfg), "--work-dir", str(work), "--ddp", "pytorch")
     log = next(work.rglob("*.log")).read_text()
     assert "Distributed training: True" in log and "Distributed launcher: pytorch" in log
     assert "Epoch(train) [1][1/1]" in log  # 8 samples / (batch 4 x 2 ranks): one iteration per epoch

@@ -41,6 +41,7 @@ def test_stage_runs_once_then_reuses_the_encoder(tmp_path):
     assert paths["mae"].stat().st_mtime_ns == mtime and "reusing" in logs[-1]
 
 
+@pytest.mark.slow
 def test_sweep_spec_pretrains_then_fine_tunes_on_the_exported_encoder(tmp_path, synth_root):
     from rich.console import Console
 

@@ -182,7 +182,7 @@ def test_latex_is_booktabs_with_bold_best_and_compiles_ish(report_dir):
             cells = re.split(r"(?<!\\)&", line)
             width = sum(int(m.group(1)) if (m := re.match(r"\s*\\multicolumn\{(\d+)\}", c)) else 1 for c in cells)
             assert width == len(spec), f"row spans {width} of {len(spec)} columns: {line}"
-    assert "±" not in body and "↑" not in body and "≥" not in body
+    assert not any(s in body for s in "±↑≥→✓✗")
 
 
 def test_html_is_self_contained(report_dir):
@@ -193,6 +193,7 @@ def test_html_is_self_contained(report_dir):
     assert "font-weight: bold" in page and "<table" in page
 
 
+@pytest.mark.slow
 def test_report_command_formats_and_errors(tmp_path, capsys):
     run = make_run(tmp_path / "run")
     assert main(["report", str(run), "--out", str(tmp_path / "md_only"), "--format", "md"]) == 0
@@ -233,6 +234,7 @@ def test_markdown_cells_keep_their_pipes_inside_the_cell():
     assert "a \\| b" in md and md.splitlines()[-1].count("|") == 4  # 3 borders + the escaped one
 
 
+@pytest.mark.slow
 def test_end_of_sweep_prints_the_table_and_writes_the_report(tmp_path):
     run = make_run(tmp_path / "run")
     spec = SimpleNamespace(name="tiny", tasks=["segmentation", "depth"], task_kwargs={})
@@ -282,6 +284,7 @@ def _headless(browser, tmp_path, *args):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_html_renders_tables_and_images_in_headless_chromium(report_dir, tmp_path):
     browser = _browser()
     page = (report_dir[0] / "report.html").read_text()
@@ -299,6 +302,7 @@ def test_html_renders_tables_and_images_in_headless_chromium(report_dir, tmp_pat
     assert "mssdf_vit_t16" in dom and "not reached (worse at every fraction)" in dom
 
 
+@pytest.mark.slow
 def test_html_screenshot_is_not_blank(report_dir, tmp_path):
     import matplotlib.image
 

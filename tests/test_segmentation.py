@@ -14,6 +14,7 @@ def _tiny_backbone(modalities=("rgb", "dsm")):
     return lambda: backbones.build("random_init_vit_t16", modalities, **TINY)
 
 
+@pytest.mark.slow
 def test_tiny_segmentation_run_learns(data, tmp_path):
     train, test = data
     task = get_task("segmentation", head_channels=32)

@@ -187,6 +187,19 @@ def test_detection_map50_from_tiles_matches_mmdet_eval_map():
     _check(DetectionMetric(("building", "car")), results, "mAP50")
 
 
+def test_vectorised_area_ap_is_mmdets_average_precision():
+    from mmdet.evaluation.functional import average_precision
+
+    from tasks.detection import area_ap
+
+    rng = np.random.default_rng(13)
+    tp = np.cumsum(rng.random((5, 40)) < 0.6, axis=1).astype(float)
+    fp = np.cumsum(rng.random((5, 40)) < 0.4, axis=1).astype(float)
+    recalls, precisions = tp / 30, tp / np.maximum(tp + fp, 1e-6)
+    np.testing.assert_allclose(area_ap(recalls, precisions), average_precision(recalls, precisions, "area"),
+                               rtol=1e-6)  # fmt: skip  (mmdet returns float32)
+
+
 # ---- the analysis on stored tile statistics ----
 
 

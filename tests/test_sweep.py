@@ -65,6 +65,7 @@ def test_the_cell_hash_covers_what_decides_the_numbers(tmp_path, monkeypatch):
     assert cell_hash(spec, cells[0]) != before
 
 
+@pytest.mark.slow
 def test_per_task_datasets_go_into_cells_and_rows(tmp_path):
     data = dict(root=str(tmp_path / "data"), seed=0, size=32, n=16)
     spec = _spec(
@@ -174,6 +175,7 @@ def test_dry_run_reads_status_and_time_from_the_store(tmp_path, capsys):
     assert set(fresh["estimate_from"]) == {"guess"} and (fresh["estimate_s"] > 0).all()
 
 
+@pytest.mark.slow
 def test_parallel_workers_and_submitit_give_the_inline_numbers(tmp_path):
     spec = _spec(tmp_path)
     run_sweep(spec, tmp_path / "inline")
@@ -189,6 +191,7 @@ def test_parallel_workers_and_submitit_give_the_inline_numbers(tmp_path):
     pd.testing.assert_series_equal(_ok_values(tmp_path / "debug"), reference, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_submitit_local_executor_runs_cells_as_processes(tmp_path, capsys):
     spec = _spec(tmp_path, fractions=[1.0], train_seeds=[0])
     run_sweep(spec, tmp_path / "run", launcher="slurm", slurm=dict(cluster="local", time_min=5, cpus=1))
@@ -217,6 +220,6 @@ def test_sweep_flags(tmp_path, capsys):
     assert "not allowed with argument" in capsys.readouterr().err
     assert main(["sweep", str(spec_file), "--jobs", "0", "--run-dir", str(tmp_path / "r")]) == 2
     assert "--jobs must be at least 1" in capsys.readouterr().err
-    assert main(["sweep", str(spec_file), "--launcher", "slurm", "--slurm", "nodes=2", "--run-dir", str(tmp_path)]) == 2
+    assert main(["sweep", str(spec_file), "--executor", "slurm", "--slurm", "nodes=2", "--run-dir", str(tmp_path)]) == 2
     assert "unknown slurm keys ['nodes']" in capsys.readouterr().err
     assert main(["sweep", str(spec_file), "--resume", "--dry-run", "--run-dir", str(tmp_path / "r")]) == 0

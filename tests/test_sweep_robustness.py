@@ -9,6 +9,7 @@ import textwrap
 import time
 
 import pandas as pd
+import pytest
 
 from benchmark.results import ResultStore
 
@@ -59,6 +60,7 @@ def _check_store(run_dir, finished: bool = True) -> pd.DataFrame:
     return frame
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_table(tmp_path):
     spec = tmp_path / "spec.py"
     spec.write_text(SPEC.format(root=str(tmp_path / "data")))
@@ -111,6 +113,7 @@ WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_two_writers_at_once_leave_a_consistent_store(tmp_path):
     procs = [
         subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), name], stderr=subprocess.PIPE)

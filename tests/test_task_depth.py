@@ -12,6 +12,7 @@ def _tiny_backbone():
     return lambda: backbones.build("random_init_vit_t16", ("rgb",), img_size=32, patch_size=8, depth=4)
 
 
+@pytest.mark.slow
 def test_tiny_depth_run_learns(data, tmp_path):
     train, test = data
     task = get_task("depth", head_channels=32)

@@ -35,6 +35,7 @@ def _n_boxes(dataset, i: int) -> int:
     return len(dataset[i]["box_labels"])
 
 
+@pytest.mark.slow
 def test_tiny_detection_run_learns(data, tmp_path):
     train, test = data
     task = get_task("detection", **SMALL_HEADS)
@@ -139,3 +140,26 @@ def test_rgb_dsm_input(data, tmp_path):
     )
     assert all(math.isfinite(v) for v in result.loss_history)
     assert 0 <= result.metrics["mAP50"] <= 100
+
+
+def test_vectorised_centernet_targets_are_mmdets():
+    from mmdet.models.dense_heads import CenterNetHead
+
+    from tasks.detection import CenterNetHeadAnySize
+
+    g = torch.Generator().manual_seed(0)
+    boxes, labels = [], []
+    for k in (0, 1, 7, 25):  # an empty image, and crowded ones where centres share cells
+        xy = torch.rand(k, 2, generator=g) * 56
+        size = torch.rand(k, 2, generator=g) * 30 + 1
+        boxes.append(torch.cat([xy, (xy + size).clamp(max=64)], 1))
+        labels.append(torch.randint(0, 2, (k,), generator=g))
+    from mmengine.registry import DefaultScope
+
+    with DefaultScope.overwrite_default_scope("mmdet"):  # the head builds its losses from mmdet's registry
+        head = CenterNetHeadAnySize(in_channels=8, feat_channels=8, num_classes=2)
+    ours, ours_avg = head.get_targets(boxes, labels, (4, 8, 16, 16), (64, 64))
+    theirs, theirs_avg = CenterNetHead.get_targets(head, boxes, labels, (4, 8, 16, 16), (64, 64))
+    assert int(ours_avg) == int(theirs_avg)
+    for key in theirs:
+        assert torch.equal(ours[key], theirs[key]), key

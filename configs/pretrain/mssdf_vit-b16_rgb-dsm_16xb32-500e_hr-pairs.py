@@ -2,7 +2,7 @@
 # AdamW (0.9, 0.95), wd 0.05, lr 1.5e-4 x 512 / 256, 40 warm-up epochs then cosine.
 # The paper's HR-Pairs data is not public: point the pool at any RGB + DSM source you hold
 # (e.g. --cfg-options train_dataloader.dataset.dataset=potsdam train_dataloader.dataset.root=/data/potsdam).
-# Launch: rsbench pretrain THIS_FILE --launcher slurm (or pytorch under torchrun).
+# Launch: rsbench pretrain THIS_FILE --ddp slurm (or pytorch under torchrun).
 _base_ = ["./_base_/pretrain_runtime.py"]
 epochs, warmup_epochs, batch_per_gpu, gpus = 500, 40, 32, 16
 model = dict(

@@ -12,7 +12,7 @@
 # 2. Put the datasets under data/ (or set RSBENCH_DATA_ROOT) in their original layouts and check them:
 #      rsbench data check data/dota --dataset dota              (docs/datasets.md, docs/datasets_more.md)
 # 3. rsbench sweep configs/sweeps/cmid_paper.py --dry-run       # cells, what is done, estimated time
-#    rsbench sweep configs/sweeps/cmid_paper.py --launcher slurm --slurm partition=gpu
+#    rsbench sweep configs/sweeps/cmid_paper.py --executor slurm --slurm partition=gpu
 #
 # The README gives the numbers, not the fine-tuning schedules: every budget below is an rsbench choice
 # (one place to change it). Inputs are RGB, as in the README's evaluations. A random-init ResNet-50 is

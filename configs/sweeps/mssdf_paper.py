@@ -11,7 +11,7 @@
 # 2. Put the datasets under data/ (or set RSBENCH_DATA_ROOT) in their original layouts and check them:
 #      rsbench data check data/potsdam --dataset potsdam        (docs/datasets.md, docs/datasets_more.md)
 # 3. rsbench sweep configs/sweeps/mssdf_paper.py --dry-run      # cells, what is done, estimated time
-#    rsbench sweep configs/sweeps/mssdf_paper.py --launcher slurm --slurm partition=gpu
+#    rsbench sweep configs/sweeps/mssdf_paper.py --executor slurm --slurm partition=gpu
 #
 # Published: segmentation ViT-B at 512 px, UPerNet + auxiliary FCN head, AdamW lr 6e-5, 80k iterations;
 # classification frozen-encoder. Not published, chosen here (change them in one place below): batch
