@@ -97,6 +97,11 @@ class MultiModalViT(nn.Module):
         missing = [m for m in self.modalities if m not in inputs]
         if missing:
             raise KeyError(f"backbone expects modalities {self.modalities}, the batch lacks {missing}")
+        sizes = {m: tuple(inputs[m].shape[-2:]) for m in self.modalities}
+        if len(set(sizes.values())) > 1:
+            shown = ", ".join(f"{m} {h}x{w}" for m, (h, w) in sizes.items())
+            raise ValueError(f"modality shapes disagree ({shown}); every modality of a sample must cover the same "
+                             "pixels: resample them to one grid first")  # fmt: skip
 
     def embed(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Average the per-modality patch tokens: B x h x w x C (the ``mean`` fusion's one sequence)."""

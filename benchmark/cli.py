@@ -187,6 +187,20 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_results_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    result = verify(args.run_dir)
+    for check, problems in result.problems.items():
+        mark = "[green]ok[/green]" if not problems else f"[red]{len(problems)} problem(s)[/red]"
+        console.print(f"{check:11s} {mark}")
+        for line in problems[:20]:
+            console.print(f"    {line}", highlight=False, soft_wrap=True)
+        if len(problems) > 20:
+            console.print(f"    ... and {len(problems) - 20} more")
+    return 0 if result.ok else 1
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import parse_formats, report_run
 
@@ -295,6 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
                        action=OptionsAction, help=f"e.g. {example}")  # fmt: skip
     p.set_defaults(func=_cmd_finetune)
 
+    results = sub.add_parser("results", help="check a run's result store")
+    results_sub = results.add_subparsers(dest="results_command", required=True, metavar="RESULTS_COMMAND")
+    p = results_sub.add_parser("verify", help="duplicates, missing cells, non-finite values, CSV vs parquet, stale "
+                               "rows, mixed code versions; exit 1 when anything is found")  # fmt: skip
+    p.add_argument("run_dir", help="a sweep's output folder")
+    p.set_defaults(func=_cmd_results_verify)
+
     p = sub.add_parser("report", help="write a run's report: Markdown, LaTeX table, self-contained HTML")
     p.add_argument("run_dir", help="a sweep's output folder, e.g. results/runs/demo")
     p.add_argument("--out", default=None, help="output folder (default: RUN_DIR)")
@@ -344,12 +365,19 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rsbench`` console script; bad input ends in one error line and exit code 2."""
+    from .preemption import EXIT_PREEMPTED, Preempted, handle_sigterm
+
     args = build_parser().parse_args(argv)
     # mmseg warns about its own internal use of build_loss on every model build.
     warnings.filterwarnings("ignore", message=".*build_loss.*")
     try:
-        return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, PermissionError) as exc:
+        with handle_sigterm():  # SIGTERM (Slurm pre-emption): stop at the next iteration, resumable
+            return args.func(args)
+    except Preempted as exc:
+        err_console.print(f"rsbench: {exc}; run the same command again to resume (exit {EXIT_PREEMPTED})",
+                          highlight=False)  # fmt: skip
+        return EXIT_PREEMPTED
+    except (ValueError, KeyError, OSError) as exc:  # OSError: missing files, permissions, a full disk
         if args.debug:  # the same error types also come from bugs: keep the way to their traceback open
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

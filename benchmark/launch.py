@@ -30,6 +30,7 @@ from rich.console import Console
 from tasks import TrainBudget
 from tasks.engine import init_distributed
 
+from . import preemption
 from .progress import SweepProgress
 from .provenance import config_hash
 from .sweep import SLURM_KEYS, Cell, SweepRunner, SweepSpec, cell_config, expand_cells
@@ -210,6 +211,7 @@ def _drain(pool: ProcessPoolExecutor, runner: SweepRunner, queue: list[Cell], jo
     """Keep ``jobs`` cells in flight until the queue is empty or the pool breaks (a worker was killed)."""
     running: dict[Future, Cell] = {}
     while queue or running:
+        preemption.check()  # SIGTERM: stop handing out cells; run_pool shuts the pool down
         while queue and len(running) < jobs:
             cell = queue.pop()
             running[pool.submit(run_cell_job, runner.spec, str(runner.run_dir), cell, runner.force, os.getpid())] = cell
@@ -247,13 +249,20 @@ def run_submitit(runner: SweepRunner, cells: list[Cell], slurm: dict, jobs: int 
     """
     import submitit
 
+    class CellJob(submitit.helpers.Checkpointable):
+        """One cell as a submitit job that Slurm may pre-empt: submitit's ``checkpoint`` resubmits the same cell
+        (a cell that did not finish wrote no row, and runs again from its seeds with the same result)."""
+
+        def __call__(self, *args):
+            return run_cell_job(*args)
+
     executor = submitit.AutoExecutor(folder=runner.run_dir / "submitit" / "%j", cluster=slurm.get("cluster"))
     executor.update_parameters(**submitit_parameters(slurm, jobs, runner.spec.name))
     args = (runner.spec, str(runner.run_dir))
     submitted = []
     with executor.batch():
         for cell in cells:
-            submitted.append((executor.submit(run_cell_job, *args, cell, runner.force, os.getpid(), slurm.get("cpus")),
+            submitted.append((executor.submit(CellJob(), *args, cell, runner.force, os.getpid(), slurm.get("cpus")),
                               cell))  # fmt: skip
     array_id = submitted[0][0].job_id.split("_")[0]
     display.note(f"submitted {len(submitted)} job(s) to {executor.cluster}: {array_id}")
@@ -310,6 +319,10 @@ def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console
             console = Console(file=open(os.devnull, "w"))
     runner = SweepRunner(spec, run_dir, force=force, cell_launcher=cell_launcher)
     runner.run_dir.mkdir(parents=True, exist_ok=True)
+    if is_main_process():
+        from .verify import save_spec
+
+        save_spec(spec, runner.run_dir)  # what `rsbench results verify` compares the store with
     runner.store.sync_csv()
     n_cells, cells = len(expand_cells(spec)), runner.pending(accept_stale)
     console.print(

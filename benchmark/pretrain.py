@@ -136,10 +136,21 @@ class PretrainRunner(Runner):
     def load_or_resume(self) -> None:
         # mmengine print()s "Did not find last_checkpoint to be resumed." to the console when resume=True
         # finds nothing; a sweep's pretraining stage always asks to resume, so say it in the log instead.
-        if self._resume and not (Path(self.work_dir) / "last_checkpoint").is_file():
-            self.logger.info(f"no checkpoint in {self.work_dir} to resume from: starting from scratch")
-            self._resume = False
+        if self._resume and self._load_from is None:
+            latest = readable_latest_checkpoint(Path(self.work_dir))
+            if latest is None:
+                self.logger.info(f"no checkpoint in {self.work_dir} to resume from: starting from scratch")
+                self._resume = False
+            else:
+                self._load_from = str(latest)  # mmengine then resumes from exactly this file
         super().load_or_resume()
+
+    def save_checkpoint(self, out_dir, filename, *args, **kwargs):
+        # Written under a temporary name and renamed: a kill during the write leaves the previous checkpoint,
+        # never half of this one (mmengine writes the file in place).
+        part = f"{filename}.part"
+        super().save_checkpoint(out_dir, part, *args, **kwargs)
+        os.replace(Path(out_dir) / part, Path(out_dir) / filename)
 
     def train(self):
         start = time.perf_counter()
@@ -173,6 +184,27 @@ class PretrainRunner(Runner):
         return path
 
 
+def readable_latest_checkpoint(work_dir: Path) -> Path | None:
+    """The checkpoint ``last_checkpoint`` names if it loads, else the newest epoch/iter checkpoint that does.
+
+    A ``last_checkpoint`` left empty, or naming a file cut short by a kill, falls back instead of failing.
+    """
+    candidates = []
+    pointer = work_dir / "last_checkpoint"
+    if pointer.is_file() and pointer.read_text().strip():
+        candidates.append(Path(pointer.read_text().strip()))
+    candidates += sorted(work_dir.glob("*.pth"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in candidates:
+        if path.name == "encoder.pth" or not path.is_file():
+            continue
+        try:
+            torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        except Exception:
+            continue
+        return path
+    return None
+
+
 def build_runner(
     config: str | Path,
     work_dir: str | Path | None = None,
@@ -204,7 +236,11 @@ def build_runner(
         raise KeyError(f"runner_type {cfg.runner_type!r} is not registered; known: {sorted(RUNNERS.module_dict)}")
     if quiet:  # inside a sweep: a progress bar shows the run, the log file has everything
         runner_cls = type(f"Quiet{runner_cls.__name__}", (QuietConsoleMixin, runner_cls), {})
-    return runner_cls.from_cfg(cfg)
+    from .preemption import PreemptionHook
+
+    runner = runner_cls.from_cfg(cfg)
+    runner.register_hook(PreemptionHook(), priority="LOWEST")  # RNG states in checkpoints; stop on SIGTERM
+    return runner
 
 
 def _cpu_distributed(cfg: Config) -> None:

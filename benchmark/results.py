@@ -47,7 +47,12 @@ class ResultStore:
         """All rows so far (an empty frame with the standard columns when there are none)."""
         if not self.parquet.exists():
             return pd.DataFrame(columns=COLUMNS)
-        return pd.read_parquet(self.parquet)
+        try:
+            return pd.read_parquet(self.parquet)
+        except Exception as exc:  # pyarrow raises several types for a truncated or foreign file
+            hint = f"; {self.csv.name} next to it may still be readable" if self.csv.exists() else ""
+            raise ValueError(f"results store {self.parquet} is corrupt ({exc.__class__.__name__}: "
+                             f"{str(exc).splitlines()[0][:120]}); move it away to start a new store{hint}") from exc
 
     def append(self, rows: Iterable[dict]) -> None:
         """Add the rows of one or more cells; they replace every earlier row of the same config_hash (or of the
@@ -78,11 +83,16 @@ class ResultStore:
         for stale in self.run_dir.glob("results.*.tmp"):  # left by a writer killed before its rename
             stale.unlink(missing_ok=True)
         targets = ((self.parquet, frame.to_parquet), (self.csv, frame.to_csv))
-        for path, write in targets:
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            write(tmp, index=False)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
+        try:
+            for path, write in targets:
+                tmp = path.with_suffix(path.suffix + ".tmp")
+                write(tmp, index=False)
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+        except BaseException:  # a full disk (ENOSPC), a kill: the old files stay as they were, no temporary left
+            for path, _ in targets:
+                path.with_suffix(path.suffix + ".tmp").unlink(missing_ok=True)
+            raise
         for path, _ in targets:
             os.replace(path.with_suffix(path.suffix + ".tmp"), path)
 

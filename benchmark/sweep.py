@@ -29,6 +29,7 @@ from rsdatasets import build_dataset, list_datasets
 from tasks import PROTOCOLS, TrainBudget, finetune, get_task
 from tasks.features import FeatureCache
 
+from .preemption import stop_requested
 from .pretrain_stage import check_entries, encoder_path, pretrain_reference
 from .provenance import code_fingerprint, code_version, config_hash, hardware
 from .results import ResultStore
@@ -399,6 +400,7 @@ class SweepRunner:
                 protocol=cell.protocol,
                 feature_cache=self.features if cell.protocol == "frozen" else None,
                 feature_key=self.feature_key(cell, cfg, modalities),
+                should_stop=stop_requested,
             )
         except Exception as exc:  # a failed cell is a row with its reason
             work_dir.mkdir(parents=True, exist_ok=True)

@@ -45,8 +45,17 @@ def task_class(name: str) -> type[Task]:
 
 
 def get_task(name: str, **kwargs) -> Task:
-    """Instantiate a registered task; unknown names get one clear error."""
-    return task_class(name)(**kwargs)
+    """Instantiate a registered task; unknown names and options get one clear error."""
+    import inspect
+
+    cls = task_class(name)
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown} for task {name!r}; it takes "
+                             f"{sorted(k for k in params if k != 'self')}")  # fmt: skip
+    return cls(**kwargs)
 
 
 #: How a cell uses the backbone: ``frozen`` trains the task side (pyramid + head) on encoder features

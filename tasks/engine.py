@@ -35,6 +35,24 @@ class NonFiniteLossError(RuntimeError):
     """Training diverged: a NaN or infinite loss. The cell fails; no metric is written for it."""
 
 
+class Interrupted(BaseException):
+    """The run was asked to stop (SIGTERM, see ``benchmark.preemption``); a BaseException so that no
+    ``except Exception`` turns it into a failed cell: an interrupted cell writes nothing and runs again."""
+
+
+class StopHook(Hook):
+    """Raises ``Interrupted`` after the iteration during which ``should_stop()`` became true."""
+
+    priority = "LOWEST"
+
+    def __init__(self, should_stop: Callable[[], bool]) -> None:
+        self.should_stop = should_stop
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if self.should_stop():
+            raise Interrupted(f"stopped after iteration {runner.iter + 1}")
+
+
 @dataclass
 class FinetuneResult:
     """What one fine-tuning cell produced."""
@@ -156,6 +174,7 @@ def finetune(
     protocol: str = "finetune",
     feature_cache: FeatureCache | None = None,
     feature_key: str = "",
+    should_stop: Callable[[], bool] | None = None,
 ) -> FinetuneResult:
     """Train ``task`` on ``train_set``, select on ``val_set``, then evaluate once on ``test_set``.
 
@@ -208,7 +227,7 @@ def finetune(
     train_loader = _loader(train_set, budget.batch_size, collate, InfiniteSampler(train_set, shuffle=True, seed=seed))
     # DefaultSampler: in order, and sharded across ranks the way mmengine's evaluator gathers results back.
     test_loader = _loader(test_set, budget.eval_batch_size, collate, DefaultSampler(test_set, shuffle=False))
-    hooks: list[Hook] = [FiniteLossHook()]
+    hooks: list[Hook] = [FiniteLossHook()] + ([StopHook(should_stop)] if should_stop else [])
     keep_best = None
     val_interval = iterations + 1  # no validation
     extra = {}

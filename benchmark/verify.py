@@ -1,0 +1,100 @@
+"""``rsbench results verify RUN_DIR``: is a run's result store whole, consistent and current?
+
+Checks, each a list of problems (empty = fine):
+
+* ``duplicates``: a (config hash, metric) with more than one row;
+* ``missing``: cells of the run's spec (``RUN_DIR/sweep_spec.json``, written by every sweep) without an ``ok`` row;
+* ``non-finite``: ``ok`` rows whose value is NaN or infinite;
+* ``csv``: ``results.csv`` that does not hold the same rows as ``results.parquet``;
+* ``stale``: rows whose config hash is no cell of the spec under this checkout's code (another code version,
+  or a spec that changed since);
+* ``mixed``: ``ok`` rows from more than one code fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .results import ResultStore
+
+SPEC_FILE = "sweep_spec.json"
+
+
+@dataclass
+class Verification:
+    run_dir: Path
+    problems: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.problems.values())
+
+
+def save_spec(spec, run_dir: str | Path) -> Path:
+    """The spec a sweep ran, next to its results (atomically), so a later verify can compare against it."""
+    from dataclasses import asdict
+
+    path = Path(run_dir) / SPEC_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(asdict(spec), indent=1, sort_keys=True, default=str))
+    tmp.replace(path)
+    return path
+
+
+def verify(run_dir: str | Path) -> Verification:
+    from .provenance import config_hash
+    from .sweep import SweepSpec, cell_config, expand_cells
+
+    run_dir = Path(run_dir)
+    store = ResultStore(run_dir)
+    if not store.parquet.is_file():
+        raise FileNotFoundError(f"{run_dir} has no results.parquet; give the folder a sweep wrote into")
+    try:
+        frame = store.load()
+    except Exception as exc:  # a truncated or foreign file
+        raise ValueError(f"{store.parquet} could not be read ({exc.__class__.__name__}: {exc})") from exc
+    out = Verification(run_dir)
+    dup = frame[frame.duplicated(["config_hash", "metric"], keep=False)]
+    counts = dup.groupby(["config_hash", "metric"]).size()
+    out.problems["duplicates"] = [f"{h} {m}: {n} rows" for (h, m), n in counts.items()]
+    ok = frame[frame["status"] == "ok"]
+    bad = ok[~ok["value"].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v))]
+    out.problems["non-finite"] = [f"{r.config_hash} {r.metric} = {r.value}" for r in bad.itertuples()]
+    out.problems["csv"] = _csv_problems(store, frame)
+    fingerprints = sorted(ok["code_fingerprint"].dropna().unique()) if "code_fingerprint" in ok else []
+    out.problems["mixed"] = [f"ok rows from {len(fingerprints)} code versions: {', '.join(fingerprints)}"] if len(
+        fingerprints) > 1 else []  # fmt: skip
+    spec_path = run_dir / SPEC_FILE
+    if not spec_path.is_file():
+        out.problems["missing"] = [f"no {SPEC_FILE}: cannot compare with the spec (a run older than this check)"]
+        out.problems["stale"] = []
+        return out
+    spec = SweepSpec(**json.loads(spec_path.read_text()))
+    spec = spec.with_pretrained(run_dir)
+    expected = {config_hash(cell_config(spec, c)): c for c in expand_cells(spec)}
+    done = set(ok["config_hash"])
+    out.problems["missing"] = [expected[h].label() for h in expected if h not in done]
+    stale = sorted(set(frame["config_hash"]) - set(expected))
+    out.problems["stale"] = [f"{h}: no cell of the spec under this code" for h in stale]
+    return out
+
+
+def _csv_problems(store: ResultStore, frame: pd.DataFrame) -> list[str]:
+    if not store.csv.is_file():
+        return [f"{store.csv} is missing"]
+    csv = pd.read_csv(store.csv)
+    if len(csv) != len(frame):
+        return [f"{len(csv)} rows in the CSV, {len(frame)} in the parquet file"]
+    key = ["config_hash", "metric"]
+    a = frame.set_index(key)["value"].astype(float).sort_index()
+    b = csv.set_index(key)["value"].astype(float).sort_index()
+    if not a.index.equals(b.index):
+        return ["the CSV and the parquet file hold different cells"]
+    differ = ~((a == b) | (a.isna() & b.isna()) | ((a - b).abs() <= 1e-9 * b.abs().clip(lower=1)))
+    return [f"{h} {m}: parquet {a[(h, m)]} vs csv {b[(h, m)]}" for h, m in a.index[differ]]
