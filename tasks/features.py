@@ -7,9 +7,10 @@ modalities, view) and kept in a :class:`FeatureCache`; training then costs only 
 (``tasks.probe``), so it can train to convergence. PANGAEA and torchgeo-bench evaluate frozen
 encoders the same way; torchgeo-bench reports its feature cache as its dominant speed-up.
 
-Features are computed one sample at a time, in eval mode and without gradients, both when the
-cache is filled and when ``cache=None`` recomputes them every step; a sample's features are
-therefore the same bits whichever batch it lands in (``tests/test_feature_cache.py``).
+Features are computed in eval mode and without gradients, in chunks of samples when the cache is
+filled and on the training batch when ``cache=None`` recomputes them every step. On the CPU kernels
+used here a sample's features do not depend on the other samples of its batch, so both give the same
+bits (``tests/test_protocol.py`` checks it; a platform where they differ fails that test).
 """
 
 from __future__ import annotations
@@ -70,12 +71,10 @@ class FrozenBackbone(nn.Module):
 
     @torch.no_grad()
     def encode(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
-        """Encoder maps of normalised inputs, one sample at a time (batch-independent bits)."""
-        for module in self._frozen:
-            module.eval()
-        first = next(v for v in inputs.values() if torch.is_tensor(v))
-        per_sample = [self._encode({k: v[i : i + 1] for k, v in inputs.items()}) for i in range(first.shape[0])]
-        return [torch.cat(level) for level in zip(*per_sample)]
+        """Encoder maps of normalised inputs (the encoder in eval mode, no gradients)."""
+        self.backbone.eval()
+        # contiguous: the cache stacks samples into contiguous tensors, and a probe's kernels must see one layout
+        return [f.contiguous() for f in self._encode(dict(inputs))]
 
     def forward(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
         return list(inputs[FEATURES]) if FEATURES in inputs else self.encode(inputs)
@@ -120,18 +119,17 @@ class FeatureCache:
 
 
 def compute_split_features(backbone: FrozenBackbone, dataset: Dataset, view: Mapping[str, str],
-                           progress: Callable[[int, int], None] | None = None) -> list[Tensor]:  # fmt: skip
+                           chunk: int = 32) -> list[Tensor]:  # fmt: skip
     """Encoder maps of every sample of ``dataset`` for ``view``, stacked per level (N x C x h x w)."""
     levels: list[list[Tensor]] = []
-    for i in range(len(dataset)):
-        feats = backbone.encode(view_inputs(dataset[i], view))
+    for start in range(0, len(dataset), chunk):
+        samples = [view_inputs(dataset[i], view) for i in range(start, min(start + chunk, len(dataset)))]
+        feats = backbone.encode({k: torch.cat([s[k] for s in samples]) for k in samples[0]})
         if not levels:
             levels = [[] for _ in feats]
         for store, f in zip(levels, feats):
-            store.append(f[0])
-        if progress is not None:
-            progress(i + 1, len(dataset))
-    return [torch.stack(level) for level in levels]
+            store.append(f)
+    return [torch.cat(level) for level in levels]
 
 
 def root_and_indices(dataset: Dataset) -> tuple[Dataset, list[int]]:

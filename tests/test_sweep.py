@@ -126,7 +126,7 @@ def test_validate_names_the_problem(tmp_path, overrides, message):
     assert message in str(info.value.args[0])
 
 
-PRESETS = {"mssdf_paper": 90, "cmid_paper": 45}  # backbones x (task, dataset, fraction) x seeds
+PRESETS = {"mssdf_paper": 120, "cmid_paper": 45}  # backbones x (task, dataset, fraction) x seeds
 
 
 @pytest.mark.parametrize("preset, n_cells", PRESETS.items())

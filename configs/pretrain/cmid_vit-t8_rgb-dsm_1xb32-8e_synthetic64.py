@@ -25,5 +25,5 @@ train_dataloader = dict(dataset=dict(augment=False))
 custom_hooks = [
     dict(type="TeacherEMAHook", momentum="auto", end_momentum=1.0),
     dict(type="LocalTeacherTempHook", warmup_temp=0.04, temp=0.07, warmup_epochs=1),
-    dict(type="KNNProbeHook", interval=2),
+    dict(type="KNNProbeHook", interval=4),
 ]

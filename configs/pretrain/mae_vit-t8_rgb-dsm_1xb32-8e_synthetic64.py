@@ -7,4 +7,4 @@ model = dict(
     mask_ratio=0.75, decoder_dim=128, decoder_depth=4, decoder_heads=4,
     data_preprocessor=dict(type="BaseDataPreprocessor"),
 )  # fmt: skip
-custom_hooks = [dict(type="KNNProbeHook", interval=2)]  # no teacher, no DSM curriculum
+custom_hooks = [dict(type="KNNProbeHook", interval=4)]  # no teacher, no DSM curriculum

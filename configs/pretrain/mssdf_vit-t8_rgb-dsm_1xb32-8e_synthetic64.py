@@ -34,5 +34,5 @@ param_scheduler = [
 custom_hooks = [
     dict(type="TeacherEMAHook", momentum="auto", end_momentum=1.0),
     dict(type="MaskingCurriculumHook", epoch_scale=500 / epochs),
-    dict(type="KNNProbeHook", interval=2),
+    dict(type="KNNProbeHook", interval=4),
 ]

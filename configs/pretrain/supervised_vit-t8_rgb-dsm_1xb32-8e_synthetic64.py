@@ -13,4 +13,4 @@ model = dict(
 )  # fmt: skip
 train_dataloader = dict(dataset=dict(type="LabelledPool"))
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
-custom_hooks = [dict(type="KNNProbeHook", interval=2)]
+custom_hooks = [dict(type="KNNProbeHook", interval=4)]

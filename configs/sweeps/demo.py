@@ -1,8 +1,8 @@
 # The demo behind `make demo`: the whole story on the embedded synthetic benchmark, sized for a
 # 2-core laptop CPU (at most 20 minutes; see README for the measured time).
 #  1. short pretraining of MSSDF, CMID and MAE on the unlabelled pool, and of the supervised control on the
-#     same tiles with their labels (the 8-epoch CPU configs on the first 512 pool tiles: 128 iterations each,
-#     same data, modalities and schedule shape for all four);
+#     same tiles with their labels (the 8-epoch CPU configs on the first 384 pool tiles: 96 iterations each,
+#     same data, modalities and schedule shape for all four; the teacher momentum is sized for 96 steps);
 #  2. every backbone (the four pretrained encoders and random init, all ViT-Ti/8 at 64 px) on all five
 #     tasks at three label fractions, frozen-encoder protocol: encoder features are computed once per
 #     backbone and split, cached, and a probe trains to convergence on them (linear per-pixel heads for
@@ -13,7 +13,7 @@
 # The demo is one seed: its intervals cover test-set sampling, not training noise (the study preset,
 # configs/sweeps/study_synthetic.py, has 3 training x 2 split seeds).
 name = "demo"
-_pool = {"train_dataloader.dataset.max_samples": 512}
+_pool = {"train_dataloader.dataset.max_samples": 384}
 pretrain = [
     dict(name="mssdf", config="configs/pretrain/mssdf_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", cfg_options=_pool),
     dict(name="cmid", config="configs/pretrain/cmid_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", cfg_options=_pool),
@@ -39,11 +39,11 @@ train_seeds = [0]
 # Epochs with a floor and a cap: enough passes over the full split for a probe to converge (each row
 # records the best validation iteration), a floor so a 20-tile subset still gets enough steps, and the
 # best of 5 validation checks on the subset's own held-out 20 % is what meets the test split, once.
-_probe = dict(batch_size=16, lr=1e-2, warmup_iters=10, val_checks=5, epochs=30, min_iters=200, max_iters=600)
+_probe = dict(batch_size=16, lr=1e-2, warmup_iters=10, val_checks=5, epochs=30, min_iters=150, max_iters=600)
 budgets = dict(
     segmentation=_probe,
     classification=_probe,
-    detection=dict(_probe, lr=2e-3, max_iters=300),  # CenterNet's head: a slower step, fewer iterations
+    detection=dict(_probe, lr=2e-3, min_iters=100, max_iters=250),  # CenterNet's head: a slower step
     change_detection=_probe,
     depth=dict(_probe, lr=3e-3),
 )

@@ -29,6 +29,11 @@ backbones = [
     dict(name="mae_vit_b16", checkpoint=f"{_ckpt}/mae_vit_b16.pth", kwargs=dict(),
          hint=f"convert the official MAE ViT-B: rsbench convert mae mae_pretrain_vit_base.pth {_ckpt}/mae_vit_b16.pth"),
     dict(name="random_init_vit_b16", checkpoint=None, kwargs=dict()),
+    # The positive control (the papers' "ImageNet supervised" row): timm's ImageNet ViT-B/16, saved with
+    # torch.save(timm.create_model("vit_base_patch16_224.augreg_in1k", pretrained=True).state_dict(), path)
+    # where the weights can be downloaded; reports mark it "(reference)".
+    dict(name="timm_vit_b16", checkpoint=f"{_ckpt}/timm_vit_b16_in1k.pth", kwargs=dict(),
+         hint=f"convert a timm ImageNet ViT-B/16: rsbench convert timm vit_b16_in1k.pth {_ckpt}/timm_vit_b16_in1k.pth"),
 ]  # fmt: skip
 tasks = ["segmentation", "depth", "change_detection", "classification"]
 modalities = ["rgb"]

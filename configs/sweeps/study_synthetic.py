@@ -38,7 +38,7 @@ _probe = dict(batch_size=16, lr=1e-2, warmup_iters=10, val_checks=5, epochs=30, 
 budgets = dict(
     segmentation=_probe,
     classification=_probe,
-    detection=dict(_probe, lr=2e-3, max_iters=300),
+    detection=dict(_probe, lr=2e-3, min_iters=150, max_iters=250),
     change_detection=_probe,
     depth=dict(_probe, lr=3e-3),
 )
