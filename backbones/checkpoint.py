@@ -57,7 +57,9 @@ def _read(path: Path) -> dict:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt files
-        raise CheckpointError(f"checkpoint {path} could not be read ({exc.__class__.__name__}: {exc})") from exc
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise CheckpointError(f"checkpoint {path} could not be read ({exc.__class__.__name__}: {first}); "
+                              "it is truncated or not a torch file") from exc  # fmt: skip
     if not isinstance(blob, dict) or blob.get("meta", {}).get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not an rsbench encoder checkpoint; convert official weights first (see docs/checkpoints.md)"

@@ -331,7 +331,8 @@ def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console
     stale = [] if force else runner.stale()
     if stale:
         verb = "kept (--accept-stale)" if accept_stale else "computed again (--accept-stale keeps them)"
-        console.print(f"{len(stale)} cell(s) have results from other code than this checkout's: {verb}")
+        console.print(f"{len(stale)} cell(s) have results from other code than this checkout's: {verb}",
+                      soft_wrap=True)  # fmt: skip
     if cells and launcher == "local":
         runner.prepare(cells)  # missing data fails here, once; synthetic data is generated before the clock starts
     parallel = jobs if launcher == "local" or jobs > 1 else max(len(cells), 1)  # Slurm: all at once unless capped

@@ -25,7 +25,7 @@ from mmengine.config import Config
 from torch.utils.data import Subset
 
 import backbones
-from rsdatasets import build_dataset, list_datasets
+from rsdatasets import build_dataset, dataset_class, list_datasets
 from tasks import PROTOCOLS, TrainBudget, finetune, get_task
 from tasks.features import FeatureCache
 
@@ -77,7 +77,7 @@ class SweepSpec:
         try:
             loaded = Config.fromfile(str(path))
         except SyntaxError as exc:  # one line naming the file and line, not a traceback
-            raise ValueError(f"{exc.filename or path}:{exc.lineno}: syntax error in the sweep spec: {exc.msg}") from exc
+            raise ValueError(f"{path}:{exc.lineno}: syntax error in the sweep spec: {exc.msg}") from exc
         cfg = {k: v for k, v in loaded.to_dict().items() if not k.startswith("_")}
         known = set(cls.__dataclass_fields__)
         extra = sorted(set(cfg) - known)
@@ -134,8 +134,10 @@ class SweepSpec:
                 raise ValueError(f"task {t} lists a dataset twice in {names}; give each dataset one entry")
             for e in entries:
                 if e["name"] not in list_datasets():
-                    available = ", ".join(list_datasets())
-                    raise KeyError(f"unknown dataset {e['name']!r} for task {t}; available: {available}")
+                    try:
+                        dataset_class(e["name"])
+                    except KeyError as exc:  # the registry's message, with close matches
+                        raise KeyError(f"task {t}: {exc.args[0]}") from None
                 self._check_fractions(e.get("fractions", self.fractions))
                 bad = sorted(set(e.get("protocols", self.protocols)) - set(PROTOCOLS))
                 if bad or not e.get("protocols", self.protocols):

@@ -70,7 +70,7 @@ def test_a_fraction_that_is_not_a_number(tmp_path, capsys):
     ("dataset", "synthetc", "Did you mean synthetic"),
 ])  # fmt: skip
 def test_unknown_names_get_close_matches(tmp_path, capsys, kind, name, needle):
-    argv = _finetune(tmp_path)
+    argv = _finetune(tmp_path) + ["--dataset", "synthetic"]
     argv[argv.index(f"--{kind}") + 1] = name
     assert main(argv) == 2
     _one_line(capsys, needle)
@@ -244,6 +244,7 @@ def test_verify_finds_duplicates_missing_cells_non_finite_values_and_csv_drift(t
     run = tmp_path / "run"
     assert main(["sweep", str(_spec(tmp_path)), "--run-dir", str(run)]) == 0
     assert main(["results", "verify", str(run)]) == 0
+    capsys.readouterr()
     store = ResultStore(run)
     frame = store.load()
     broken = pd.concat([frame, frame.iloc[:1]], ignore_index=True)  # a duplicate row
