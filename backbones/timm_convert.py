@@ -23,12 +23,11 @@ from timm.models import adapt_input_conv
 from torch import Tensor
 
 from .checkpoint import CheckpointError, encoder_state_dict, save_encoder_checkpoint, shape_mismatches
+from .convert import ARCH_BY_WIDTH, ConversionReport, register_converter, unwrap_state_dict
 from .vit import MODALITY_CHANNELS, VIT_ARCHS, MultiModalViT, register_vit_backbones
 
 #: Source keys that are not part of the encoder: classifier heads and pooling heads.
 HEAD_PREFIXES = ("head.", "head_dist.", "pre_logits.", "attn_pool.")
-#: The timm width of each rsbench ViT size.
-ARCH_BY_WIDTH = {192: "vit_t16", 384: "vit_s16", 768: "vit_b16", 1024: "vit_l16"}
 #: How the embedding of a modality other than RGB is made from the RGB patch embedding.
 DSM_INITS = ("rgb_sum", "none")
 
@@ -36,23 +35,6 @@ register_vit_backbones(
     "timm", "{arch} encoder with weights converted from timm (rsbench convert timm)",
     sizes=tuple(VIT_ARCHS), img_size=224,
 )  # fmt: skip
-
-
-def unwrap_state_dict(blob: Mapping) -> dict[str, Tensor]:
-    """The state dict inside a checkpoint (``model`` / ``state_dict`` / ``module`` wrappers, DDP's ``module.``)."""
-    if not isinstance(blob, Mapping):
-        raise CheckpointError(f"expected a state dict, found a {type(blob).__name__}; save model.state_dict() instead")
-    for key in ("model", "state_dict", "module"):
-        if key in blob and isinstance(blob[key], Mapping):
-            blob = blob[key]
-            break
-    if not all(isinstance(v, Tensor) for v in blob.values()):
-        raise CheckpointError(
-            "no state dict found: expected tensors, or a dict holding them under 'model'/'state_dict'"
-        )
-    if blob and all(k.startswith("module.") for k in blob):
-        blob = {k.removeprefix("module."): v for k, v in blob.items()}
-    return dict(blob)
 
 
 def check_timm_layout(state: Mapping[str, Tensor], what: str = "a timm ViT") -> None:
@@ -185,7 +167,7 @@ def fit_to_encoder(state: Mapping[str, Tensor], model: MultiModalViT, source: st
 
 def build_target(report: dict, img_size: int, patch_size: int | None = None) -> MultiModalViT:
     """The rsbench encoder a converted state dict must fill: size by width, depth from the weights."""
-    arch = ARCH_BY_WIDTH.get(report["embed_dim"])
+    arch = ARCH_BY_WIDTH.get(report["embed_dim"])  # the shared table (backbones/convert.py)
     if arch is None:
         raise CheckpointError(f"embed dim {report['embed_dim']} matches no rsbench ViT size ({sorted(ARCH_BY_WIDTH)})")
     model = MultiModalViT(VIT_ARCHS[arch], report["modalities"], img_size, patch_size or report["patch_size"],
@@ -225,3 +207,20 @@ def convert_timm_file(src, dst, img_size: int | None = None, patch_size: int | N
     converted, report = convert_timm_vit(state, img_size, dsm_init)
     report["layout"] = "timm"
     return convert_and_save(converted, report, src, dst, method, patch_size)
+
+
+@register_converter("timm")
+def convert_file(src, dst, img_size: int | None = None, patch_size: int | None = None, dsm_init: str = "rgb_sum",
+                 teacher: bool = False) -> ConversionReport:  # fmt: skip
+    """``rsbench convert timm``: any timm ViT state dict."""
+    if teacher:
+        raise ValueError("--teacher applies to converters of distillation methods (mssdf, cmid), not to timm files")
+    return report_of("timm", src, dst, convert_timm_file(src, dst, img_size, patch_size, dsm_init))
+
+
+def report_of(method: str, src, dst, report: dict) -> ConversionReport:
+    """The shared report of a timm-layout conversion (timm and MAE)."""
+    return ConversionReport(method=method, source=str(src), destination=str(dst), layout=report.get("layout", ""),
+                            arch=report.get("arch", ""), depth=report.get("depth"), backbone=report["backbone"],
+                            dropped=list(report.get("dropped", [])), initialised=list(report.get("initialised", [])),
+                            missing=list(report.get("missing", [])), unexpected=list(report.get("unexpected", [])))

@@ -94,53 +94,14 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_convert_vit(args: argparse.Namespace) -> int:
-    """``rsbench convert mae|timm``: official MAE or any timm ViT state dict -> rsbench encoder."""
-    if args.teacher:
-        raise ValueError("--teacher applies to `rsbench convert mssdf` only (MAE and timm files have no teacher)")
-    if args.method == "mae":
-        from backbones.mae.convert import convert_official_file as convert
-    else:
-        from backbones.timm_convert import convert_timm_file as convert
-    report = convert(args.src, args.dst, args.img_size, args.patch_size, args.dsm_init)
-    lines = [f"{args.src} ({report['layout']} layout, {report['arch']}, depth {report['depth']}) -> {args.dst}"]
-    lines += [f"  initialised, not loaded: {line}" for line in report["initialised"]]
-    if report["dropped"]:
-        lines.append(f"  dropped source keys (not encoder): {len(report['dropped'])}, e.g. {report['dropped'][:4]}")
-    lines.append(f"  missing {len(report['missing'])}, unexpected {len(report['unexpected'])}; "
-                 f"build it as --backbone {report['backbone']}:{args.dst}")  # fmt: skip
-    for line in lines:
-        console.print(line, soft_wrap=True, highlight=False)  # paths must stay on one line
-    return 0
-
-
-def _cmd_convert_cmid(args: argparse.Namespace) -> int:
-    """``rsbench convert cmid``: official CMID ResNet-50 / Swin-B (backbone-only or full) -> rsbench encoder."""
-    from backbones.cmid.convert import convert_official_file
-
-    report = convert_official_file(args.src, args.dst, args.dsm_init, args.teacher)
-    console.print(f"{args.src} ({report['source']}, {report['arch']}) -> {args.dst}", soft_wrap=True, highlight=False)
-    for line in report["derived"]:
-        console.print(f"  derived: {line}")
-    if report["unused"]:
-        console.print(f"  unused source keys: {len(report['unused'])}, e.g. {report['unused'][:4]}")
-    console.print(f"  build it as --backbone cmid_{report['arch']}:{args.dst}", soft_wrap=True, highlight=False)
-    return 0
-
-
 def _cmd_convert(args: argparse.Namespace) -> int:
-    if args.method == "cmid":
-        return _cmd_convert_cmid(args)
-    if args.method in ("mae", "timm"):
-        return _cmd_convert_vit(args)
-    from backbones.mssdf.convert import convert_official_file
+    """``rsbench convert NAME SRC DST``: any registered converter (backbones/convert.py), one report printer."""
+    from backbones.convert import convert
 
-    report = convert_official_file(args.src, args.dst, args.img_size, args.patch_size, args.dsm_init, args.teacher)
-    console.print(f"{args.src} ({report['layout']} layout, {report['arch']}, depth {report['depth']}) -> {args.dst}")
-    for line in report["derived"]:
-        console.print(f"  derived: {line}")
-    if report["unused"]:
-        console.print(f"  unused source keys: {len(report['unused'])}, e.g. {report['unused'][:4]}")
+    report = convert(args.method, args.src, args.dst, img_size=args.img_size, patch_size=args.patch_size,
+                     dsm_init=args.dsm_init, teacher=args.teacher)  # fmt: skip
+    for line in report.lines():
+        console.print(line, soft_wrap=True, highlight=False)  # paths must stay on one line
     return 0
 
 
@@ -322,12 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="md,tex,html", help="comma-separated subset of md,tex,html")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("convert", help="convert MSSDF, MAE, CMID or timm ViT weights to an rsbench encoder checkpoint")
-    p.add_argument("method", choices=["mssdf", "mae", "timm", "cmid"])
+    p = sub.add_parser("convert", help="convert official weights (MSSDF, MAE, CMID, any timm ViT) to an rsbench "
+                       "encoder checkpoint")  # fmt: skip
+    p.add_argument("method", help="a registered converter: mssdf, mae, cmid, timm (backbones/convert.py)")
     p.add_argument("src", help="official file, e.g. vit_base_500.pth")
     p.add_argument("dst", help="output, e.g. checkpoints/mssdf_vit_b16.pth")
-    p.add_argument("--img-size", type=int, default=320)
-    p.add_argument("--patch-size", type=int, default=16)
+    p.add_argument("--img-size", type=int, default=None, help="input size to build for (default: the source's)")
+    p.add_argument("--patch-size", type=int, default=None)
     p.add_argument("--dsm-init", choices=["rgb_sum", "none"], default="rgb_sum")
     p.add_argument("--teacher", action="store_true", help="take the EMA teacher instead of the student")
     p.set_defaults(func=_cmd_convert)

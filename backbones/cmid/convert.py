@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ..checkpoint import CheckpointError
+from ..convert import ConversionReport, read_official, register_converter
 
 _WRAPPERS = ("module.", "backbone.", "encoder.")
 #: mmcls Swin block names -> timm names inside one block.
@@ -181,10 +182,7 @@ def convert_official_file(src, dst, dsm_init: str = "rgb_sum", teacher: bool = F
     from ..checkpoint import save_encoder_checkpoint
     from ..cnn import CNN_PATCH_SIZE
 
-    try:
-        blob = torch.load(src, map_location="cpu", weights_only=False)  # full checkpoints pickle their config
-    except Exception as exc:
-        raise CheckpointError(f"{src} could not be read ({exc.__class__.__name__}: {exc})") from exc
+    blob = read_official(src)  # full checkpoints pickle their config
     if not isinstance(blob, Mapping):
         raise CheckpointError(f"{src} holds a {type(blob).__name__}, not a state dict")
     state, report = convert_official_cmid(blob, dsm_init, teacher)
@@ -194,3 +192,13 @@ def convert_official_file(src, dst, dsm_init: str = "rgb_sum", teacher: bool = F
     save_encoder_checkpoint(model, dst, method="cmid", arch=report["arch"], img_size=224, patch_size=CNN_PATCH_SIZE,
                             depth=4, conversion={**report, "source_file": str(src)})  # fmt: skip
     return report
+
+
+@register_converter("cmid")
+def convert_file(src, dst, img_size: int | None = None, patch_size: int | None = None, dsm_init: str = "rgb_sum",
+                 teacher: bool = False) -> ConversionReport:  # fmt: skip
+    """``rsbench convert cmid``: the official ResNet-50 / Swin-B releases (backbone-only or full)."""
+    report = convert_official_file(src, dst, dsm_init, teacher)
+    return ConversionReport(method="cmid", source=str(src), destination=str(dst), layout=report["source"],
+                            arch=report["arch"], backbone=f"cmid_{report['arch']}", derived=list(report["derived"]),
+                            dropped=list(report["unused"]))  # fmt: skip

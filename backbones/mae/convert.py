@@ -14,7 +14,8 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-from ..timm_convert import check_timm_layout, convert_and_save, convert_timm_vit, read_checkpoint, unwrap_state_dict
+from ..convert import ConversionReport, register_converter, unwrap_state_dict
+from ..timm_convert import check_timm_layout, convert_and_save, convert_timm_vit, read_checkpoint, report_of
 
 #: Keys of the MAE pretraining model that belong to its pixel decoder, not to the encoder.
 MAE_DECODER_PREFIXES = ("decoder_", "mask_token")
@@ -39,3 +40,12 @@ def convert_official_file(src, dst, img_size: int | None = None, patch_size: int
     rsbench encoder checkpoint (method ``mae``: build ``mae_vit_b16`` / ``mae_vit_l16``); returns the report."""
     state, report = convert_official_mae(read_checkpoint(src), img_size, dsm_init)
     return convert_and_save(state, report, src, dst, "mae", patch_size)
+
+
+@register_converter("mae")
+def convert_file(src, dst, img_size: int | None = None, patch_size: int | None = None, dsm_init: str = "rgb_sum",
+                 teacher: bool = False) -> ConversionReport:  # fmt: skip
+    """``rsbench convert mae``: the official MAE ViT-B/L releases."""
+    if teacher:
+        raise ValueError("--teacher applies to converters of distillation methods (mssdf, cmid); MAE has no teacher")
+    return report_of("mae", src, dst, convert_official_file(src, dst, img_size, patch_size, dsm_init))

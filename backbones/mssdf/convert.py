@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ..checkpoint import CheckpointError
+from ..convert import ConversionReport, arch_of_width, read_official, register_converter, unwrap_state_dict
 
 #: Parameters of one official (BEiT-style) block that map one to one onto a timm block.
 _BLOCK_PARAMS = (
@@ -38,13 +39,6 @@ def sinusoid_table_1d(n: int, dim: int) -> Tensor:
     table = position / rate
     table[:, 0::2], table[:, 1::2] = np.sin(table[:, 0::2]), np.cos(table[:, 1::2])
     return torch.from_numpy(table).float()
-
-
-def _unwrap(blob: Mapping) -> Mapping[str, Tensor]:
-    for key in ("model", "state_dict", "module"):
-        if key in blob and isinstance(blob[key], Mapping):
-            return blob[key]
-    return blob
 
 
 def detect_layout(state: Mapping[str, Tensor]) -> str:
@@ -71,7 +65,7 @@ def convert_official_mssdf(
     embedding as a 3-channel colour map); ``"none"`` leaves it to the model's init.
     ``teacher=True`` takes the EMA teacher instead of the student (pretraining layout only).
     """
-    state = _unwrap(blob)
+    state = unwrap_state_dict(blob)
     layout = detect_layout(state)
     out, used = {}, set()
 
@@ -138,9 +132,6 @@ def convert_official_mssdf(
     return out, report
 
 
-_ARCH_BY_WIDTH = {192: "vit_t16", 384: "vit_s16", 768: "vit_b16", 1024: "vit_l16"}
-
-
 def convert_official_file(src, dst, img_size: int = 320, patch_size: int = 16, dsm_init: str = "rgb_sum",
                           teacher: bool = False) -> dict:  # fmt: skip
     """Read an official file, convert it, load it strictly into the matching encoder and save an
@@ -148,14 +139,8 @@ def convert_official_file(src, dst, img_size: int = 320, patch_size: int = 16, d
     from ..checkpoint import save_encoder_checkpoint, shape_mismatches
     from ..vit import VIT_ARCHS, MultiModalViT
 
-    try:
-        blob = torch.load(src, map_location="cpu", weights_only=False)  # official files pickle their args
-    except Exception as exc:
-        raise CheckpointError(f"{src} could not be read ({exc.__class__.__name__}: {exc})") from exc
-    state, report = convert_official_mssdf(blob, img_size, patch_size, dsm_init, teacher)
-    arch = _ARCH_BY_WIDTH.get(report["embed_dim"])
-    if arch is None:
-        raise CheckpointError(f"{src}: embed dim {report['embed_dim']} matches no ViT size ({sorted(_ARCH_BY_WIDTH)})")
+    state, report = convert_official_mssdf(read_official(src), img_size, patch_size, dsm_init, teacher)
+    arch = arch_of_width(report["embed_dim"], src)
     modalities = ("rgb", "dsm") if dsm_init != "none" else ("rgb",)
     model = MultiModalViT(VIT_ARCHS[arch], modalities, img_size, patch_size, depth=report["depth"])
     wrong = shape_mismatches(state, model.state_dict())
@@ -170,3 +155,13 @@ def convert_official_file(src, dst, img_size: int = 320, patch_size: int = 16, d
     save_encoder_checkpoint(model, dst, method="mssdf", arch=arch, img_size=img_size, patch_size=patch_size,
                             depth=report["depth"], conversion=report)  # fmt: skip
     return report
+
+
+@register_converter("mssdf")
+def convert_file(src, dst, img_size: int | None = None, patch_size: int | None = None, dsm_init: str = "rgb_sum",
+                 teacher: bool = False) -> ConversionReport:  # fmt: skip
+    """``rsbench convert mssdf``: the official MSSDF releases (both layouts)."""
+    report = convert_official_file(src, dst, img_size or 320, patch_size or 16, dsm_init, teacher)
+    return ConversionReport(method="mssdf", source=str(src), destination=str(dst), layout=report["layout"],
+                            arch=report["arch"], depth=report["depth"], backbone=f"mssdf_{report['arch']}",
+                            derived=list(report["derived"]), dropped=list(report["unused"]))  # fmt: skip
