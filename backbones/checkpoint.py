@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -44,9 +45,11 @@ def save_encoder_checkpoint(model: nn.Module, path: str | os.PathLike, **meta) -
     """Write ``{"meta": ..., "state_dict": encoder}`` atomically (temp file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"format": FORMAT, "version": 1, "modalities": list(getattr(model, "modalities", ())), **meta}
+    state = encoder_state_dict(model)
+    meta = {"format": FORMAT, "version": 1, "modalities": list(getattr(model, "modalities", ())),
+            "parameters": int(sum(v.numel() for v in state.values())), **meta}  # fmt: skip
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"meta": meta, "state_dict": encoder_state_dict(model)}, tmp)
+    torch.save({"meta": meta, "state_dict": state}, tmp)
     os.replace(tmp, path)
     return path
 
@@ -54,6 +57,14 @@ def save_encoder_checkpoint(model: nn.Module, path: str | os.PathLike, **meta) -
 def _read(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    st = path.stat()
+    return _read_version(str(path), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=2)
+def _read_version(name: str, mtime_ns: int, size: int) -> dict:
+    """One read per file version: ``backbones.build`` asks for the geometry first, then loads the weights."""
+    path = Path(name)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt files

@@ -129,10 +129,14 @@ def pretraining_table(run_dir: str | Path):
     rows = []
     for path in sorted(Path(run_dir).glob("pretrain/*/encoder.pth")):
         meta = read_meta(path)
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        if "parameters" in meta:  # written at export since it exists; older files are counted (memory-mapped)
+            parameters = int(meta["parameters"])
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
+            parameters = sum(v.numel() for v in state.values())
         rows.append({
             "entry": path.parent.name, "method": meta.get("method", ""), "encoder": meta.get("arch", ""),
-            "params (M)": round(sum(v.numel() for v in state.values()) / 1e6, 2),
+            "params (M)": round(parameters / 1e6, 2),
             "input": f"{meta.get('img_size', '?')} px / patch {meta.get('patch_size', '?')}",
             "modalities": "+".join(meta.get("modalities", [])), "data": meta.get("train_data", ""),
             "samples": meta.get("train_samples"), "batch": meta.get("batch_size"), "epochs": meta.get("epochs"),

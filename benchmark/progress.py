@@ -12,21 +12,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from tasks import TrainBudget
+from tasks import TrainBudget, task_class
 
 from .pretrain_stage import encoder_path
 from .results import ResultStore
 from .sweep import Cell, SweepSpec, cell_hash, expand_cells
 
-#: Seconds per training iteration assumed for a task until the store has a finished cell of it: a rough
-#: figure for a ViT-B at the preset crop sizes on one recent GPU; the dry-run marks such estimates "guess".
-SECONDS_PER_ITER = {"segmentation": 0.5, "classification": 0.3, "detection": 0.8, "change_detection": 0.5,
-                    "depth": 0.5}  # fmt: skip
-
 
 def estimate_seconds(spec: SweepSpec, cells: list[Cell], frame: pd.DataFrame) -> list[tuple[float, str]]:
     """Per cell (seconds, source): median wall time of finished cells of the same task and backbone in
-    the store, else of the same task, else the budget's iterations times ``SECONDS_PER_ITER``."""
+    the store, else of the same task, else the budget's iterations times the task's ``seconds_per_iter_guess``."""
     ok = frame[frame["status"] == "ok"].drop_duplicates("config_hash") if not frame.empty else frame
     by_backbone = ok.groupby(["task", "backbone"])["wall_time_s"].median().to_dict() if not ok.empty else {}
     by_task = ok.groupby("task")["wall_time_s"].median().to_dict() if not ok.empty else {}
@@ -38,7 +33,7 @@ def estimate_seconds(spec: SweepSpec, cells: list[Cell], frame: pd.DataFrame) ->
             out.append((float(by_task[c.task]), "store (task)"))
         else:
             iters = TrainBudget(**spec.budget(c.task, c.dataset)).max_iters
-            out.append((iters * SECONDS_PER_ITER.get(c.task, 0.5), "guess"))
+            out.append((iters * task_class(c.task).seconds_per_iter_guess, "guess"))
     return out
 
 

@@ -58,6 +58,58 @@ def hardware() -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+#: Libraries whose versions decide the numbers (distribution names as pip knows them).
+LIBRARIES = ("torch", "torchvision", "mmengine", "mmcv", "mmsegmentation", "mmdet", "mmpretrain", "timm", "numpy",
+             "pandas", "scipy")  # fmt: skip
+#: The name of a cell's provenance file, next to its work files (``RUN_DIR/cells/<hash>/``).
+PROVENANCE_FILE = "provenance.json"
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries in ``LIBRARIES`` (and Python)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+@cache
+def environment() -> dict[str, str]:
+    """mmengine's ``collect_env`` (platform, Python, CUDA, GCC, PyTorch, TorchVision, OpenCV, MMEngine), once per
+    process; the long compile-details text and the per-run seed are left out."""
+    from mmengine.utils.dl_utils import collect_env
+
+    skip = ("PyTorch compiling details", "numpy_random_seed")
+    return {k: str(v) for k, v in collect_env().items() if k not in skip}
+
+
+def cell_provenance(config: dict) -> dict:
+    """What a cell ran with, written as JSON when it starts: its config, code, environment, libraries, machine."""
+    from datetime import datetime, timezone
+
+    return {
+        "config": config, "code_version": code_version(), "code_fingerprint": code_fingerprint(),
+        "hardware": hardware(), "host": platform.node(), "torch_threads": torch.get_num_threads(),
+        "environment": environment(), "libraries": library_versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }  # fmt: skip
+
+
+def write_provenance(work_dir: str | Path, config: dict) -> Path:
+    """``work_dir/provenance.json`` (temporary file, then rename)."""
+    path = Path(work_dir) / PROVENANCE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(cell_provenance(config), indent=1, sort_keys=True, default=str))
+    tmp.replace(path)
+    return path
+
+
 def config_hash(config: dict, length: int = 16) -> str:
     """Stable hash of a JSON-able config (key order does not matter)."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()

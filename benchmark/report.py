@@ -7,10 +7,8 @@ so a sweep prints the same table and leaves the same files as a later ``rsbench 
 from __future__ import annotations
 
 import json
-import platform
 import re
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +19,7 @@ from . import analysis
 from .html_report import render_html
 from .plots import label_efficiency_plot, label_savings_plot
 from .pretrain_stage import pretraining_table
-from .provenance import hardware
+from .provenance import PROVENANCE_FILE, hardware, library_versions
 from .report_model import Figure, Report
 from .report_render import render_latex, render_markdown
 from .results import ResultStore
@@ -35,9 +33,6 @@ from .tables import (
 )
 
 FORMATS = ("md", "tex", "html")
-#: Libraries whose versions decide the numbers (distribution names as pip knows them).
-LIBRARIES = ("torch", "torchvision", "mmengine", "mmcv", "mmsegmentation", "mmdet", "mmpretrain", "timm", "numpy",
-             "pandas", "scipy")  # fmt: skip
 #: Files a run directory may hold its sweep spec in (written next to the results, if the sweep saved it).
 SPEC_GLOBS = ("*.py", "*.json", "*.yaml", "*.yml", "*.toml")
 
@@ -55,55 +50,35 @@ def load_results(run_dir: str | Path) -> pd.DataFrame:
     return frame
 
 
-def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries in ``LIBRARIES`` at report time."""
-    versions = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def logged_environment(run_dir: Path, max_logs: int = 500) -> pd.DataFrame:
-    """The "System environment" lines mmengine wrote at the top of each cell's training log, deduplicated.
-
-    This is what the cells actually ran with (the report may be made later, elsewhere).
-    """
+def logged_environment(run_dir: Path, max_cells: int = 2000) -> pd.DataFrame:
+    """The environment and library versions each cell recorded when it ran (``cells/*/provenance.json``),
+    every distinct value listed. This is what the cells actually ran with (the report may be made later,
+    elsewhere)."""
     seen: dict[str, set[str]] = {}
-    for log in sorted(run_dir.glob("cells/*/*/*.log"))[:max_logs]:
-        with open(log, errors="replace") as handle:
-            head = handle.read(20000)
-        block = head.split("Runtime environment:")[0]
-        for key, value in re.findall(r"^    ([A-Za-z][\w .]*?): (.*)$", block, flags=re.M):
-            if "compiling" in key or "seed" in key or len(value) > 200:
-                continue
-            seen.setdefault(key, set()).add(value.strip())
+    for path in sorted(run_dir.glob(f"cells/*/{PROVENANCE_FILE}"))[:max_cells]:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        for key, value in {**record.get("environment", {}), **record.get("libraries", {})}.items():
+            seen.setdefault(key, set()).add(str(value))
     return pd.DataFrame([{"key": k, "value": " | ".join(sorted(v))} for k, v in seen.items()], columns=["key", "value"])
 
 
 def config_files(run_dir: Path, limit: int = 200) -> list[tuple[str, str]]:
-    """Sweep spec files at the top of the run directory, non-empty per-cell config files (``cells/<hash>/*``),
-    and the cell configs the sweep wrote at the top of each cell log (``logs/*.log``, a ``config: {json}`` line).
-    """
+    """The sweep spec the run recorded (``sweep_spec.json``), spec files at the top of the run directory, and
+    the config every cell recorded in its ``provenance.json`` (the first ``limit``)."""
     found = []
-    candidates = [p for g in SPEC_GLOBS for p in sorted(run_dir.glob(g))]
-    candidates += [p for g in SPEC_GLOBS for p in sorted(run_dir.glob(f"cells/*/{g}"))]
-    for path in candidates[:limit]:
+    for path in [p for g in SPEC_GLOBS for p in sorted(run_dir.glob(g))][:limit]:
         text = path.read_text(errors="replace").strip()
         if text:
             found.append((str(path.relative_to(run_dir)), text))
-    for log in sorted(run_dir.glob("logs/*.log"))[:limit]:
-        with open(log, errors="replace") as handle:
-            head = handle.read(20000)
-        line = re.search(r"^config: (\{.*\})$", head, flags=re.M)
-        if line:
-            try:
-                text = json.dumps(json.loads(line.group(1)), indent=2, sort_keys=True)
-            except json.JSONDecodeError:
-                text = line.group(1)
-            found.append((str(log.relative_to(run_dir)), text))
+    for path in sorted(run_dir.glob(f"cells/*/{PROVENANCE_FILE}"))[:limit]:
+        try:
+            config = json.loads(path.read_text()).get("config", {})
+        except (OSError, json.JSONDecodeError):
+            continue
+        found.append((str(path.relative_to(run_dir)), json.dumps(config, indent=2, sort_keys=True)))
     return found
 
 
@@ -259,7 +234,8 @@ def _provenance_tables(frame: pd.DataFrame, run_dir: Path, generated: str) -> li
         ("hardware", plain_table(_counts(frame, "device"), "Hardware the cells ran on")),
         (
             "environment",
-            plain_table(env, "Environment recorded in the cells' training logs", "" if len(env) else "none found"),
+            plain_table(env, "Environment and libraries the cells recorded (cells/*/provenance.json)",
+                        "" if len(env) else "none found (a run made before cells recorded their provenance)"),
         ),
         (
             "versions",

@@ -31,7 +31,7 @@ from tasks.features import FeatureCache
 
 from .preemption import stop_requested
 from .pretrain_stage import check_entries, encoder_path, pretrain_reference
-from .provenance import code_fingerprint, code_version, config_hash, hardware
+from .provenance import code_fingerprint, code_version, config_hash, hardware, write_provenance
 from .results import ResultStore
 from .splits import LabelSubset, carve_validation, nested_label_subsets
 from .stats import tile_ci
@@ -373,6 +373,7 @@ class SweepRunner:
 
     def run_cell(self, cell: Cell, progress: Callable[[int, int], None] | None = None) -> list[dict]:
         """Train and evaluate one cell; a failure becomes a ``failed: reason`` row, never a silent gap."""
+        cell_start = time.perf_counter()
         cfg = cell_config(self.spec, cell)
         chash = config_hash(cfg)
         task = get_task(cell.task, **cfg["task_kwargs"])
@@ -380,10 +381,12 @@ class SweepRunner:
         modalities = task.input_modalities(cfg["modalities"])
         base = self.base_row(cell, cfg)
         work_dir = self.run_dir / "cells" / chash
+        write_provenance(work_dir, cfg)  # what the report's provenance tables read
         start = time.perf_counter()
         try:
             task = self.build_task(cell, cfg["task_kwargs"])
             budget = TrainBudget(**cfg["budget"])
+            base["train_options"] = budget.options()
             labelled = self.subset(task, cell)
             base["n_train"] = len(labelled)
             fit, val = self.split_for_selection(task, labelled, budget, cell.split_seed)
@@ -413,7 +416,9 @@ class SweepRunner:
             save_tile_stats(work_dir, result.tile_stats, task=cell.task, metric=task.primary_metric)
             low, high = tile_ci(task.resample_primary, result.tile_stats)
         base.update(
-            wall_time_s=result.wall_time_s, arch=result.arch or spec.arch, n_val=result.n_val,
+            wall_time_s=result.wall_time_s, step_time_s=result.step_time_s, feature_time_s=result.feature_time_s,
+            cell_time_s=time.perf_counter() - cell_start, arch=result.arch or spec.arch,
+            n_val=result.n_val,
             iterations=result.iterations, selected_iter=result.selected_iter, selection=result.selection,
         )  # fmt: skip
         rows = []

@@ -24,21 +24,10 @@ CURVES = {
     "mssdf_vit_t16": (50.0, 62.0, 70.0),
     "mae_vit_t16": (35.0, 50.0, 58.0),
 }
-MMENGINE_LOG_HEAD = """2026/11/25 13:36:32 - mmengine - INFO -
-------------------------------------------------------------
-System environment:
-    sys.platform: linux
-    Python: 3.11.7 (main) [GCC 12.2.0]
-    CUDA available: False
-    numpy_random_seed: 2
-    PyTorch: 2.14.1+cu130
-    PyTorch compiling details: PyTorch built with:
-  - GCC 13.3
-    MMEngine: 0.10.7
-
-Runtime environment:
-    seed: 2
-"""
+#: What a cell records when it starts (benchmark.provenance.cell_provenance), as the report reads it.
+PROVENANCE = {"environment": {"sys.platform": "linux", "Python": "3.11.7 (main) [GCC 12.2.0]",
+                              "CUDA available": "False", "PyTorch": "2.14.1+cu130", "MMEngine": "0.10.7"},
+              "libraries": {"mmsegmentation": "1.2.2", "timm": "1.0.31"}, "config": {"budget": {"max_iters": 200}}}
 
 
 N_TILES = 40
@@ -79,13 +68,14 @@ def make_run(run_dir):
                 rows += [dict(base, task="depth", config_hash=chash + "d", metric="RMSE", value=rmse)]
                 _tile_stats(run_dir, chash, "segmentation", mean + delta, seed)
                 _tile_stats(run_dir, chash + "d", "depth", rmse, seed)
-                log = run_dir / "cells" / chash / "20261125_133632" / "20261125_133632.log"
-                log.parent.mkdir(parents=True, exist_ok=True)
-                log.write_text(MMENGINE_LOG_HEAD)
+                (run_dir / "cells" / chash / "provenance.json").write_text(json.dumps(PROVENANCE))
     rows.append(dict(rows[0], train_seed=7, config_hash="failedcell", value=math.nan,
                      status="failed: RuntimeError: CUDA out of memory"))  # fmt: skip
     (run_dir / "cells" / "failedcell").mkdir(parents=True)
     (run_dir / "cells" / "failedcell" / "error.log").write_text("Traceback ...\nRuntimeError: CUDA out of memory\n")
+    (run_dir / "cells" / "failedcell" / "provenance.json").write_text(
+        json.dumps({**PROVENANCE, "config": {"budget": {"max_iters": 3}}})
+    )
     (run_dir / "sweep_spec.py").write_text('name = "tiny"\ntasks = ["segmentation", "depth"]\n')
     (run_dir / "logs").mkdir()
     (run_dir / "logs" / "segmentation_synthetic_random_init_vit_t16_f0.05_s0-7_failedcell.log").write_text(
@@ -125,9 +115,9 @@ def test_markdown_has_the_tables_savings_failures_and_provenance(report_dir):
     assert "Paired differences vs random init" in md and "Does random init improve with labels?" in md
     assert "RuntimeError: CUDA out of memory" in md and "cells/failedcell/error.log" in md
     assert "logs/segmentation_synthetic_random_init_vit_t16_f0.05_s0-7_failedcell.log" in md
-    assert '"max_iters": 3' in md  # the cell config from the top of its sweep log
+    assert '"max_iters": 3' in md  # the failed cell's config, from its provenance.json
     assert "v0.1-test" in md and "cpu (test, 2 threads)" in md
-    assert "PyTorch" in md and "2.14.1+cu130" in md and "MMEngine" in md  # from the cells' training logs
+    assert "PyTorch" in md and "2.14.1+cu130" in md and "MMEngine" in md  # from the cells' provenance.json
     assert "mmsegmentation" in md and "timm" in md  # versions where the report was made
     assert 'name = "tiny"' in md  # the sweep spec found in the run directory
     assert "no published number matches this run" in md

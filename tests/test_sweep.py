@@ -109,7 +109,7 @@ def test_per_task_datasets_go_into_cells_and_rows(tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (dict(dataset=dict(name="no_such_data")), "unknown dataset 'no_such_data' for task segmentation"),
+        (dict(dataset=dict(name="no_such_data")), "task segmentation: unknown dataset 'no_such_data'"),
         (dict(dataset=None), "task segmentation has no dataset"),
         (dict(datasets=dict(depth=dict(name="synthetic"))), "datasets are given for ['depth']"),
         (dict(datasets=dict(segmentation=[dict(name="synthetic"), dict(name="synthetic")])), "lists a dataset twice"),
