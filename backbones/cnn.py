@@ -58,6 +58,10 @@ class _MultiModalStem(nn.Module):
             raise KeyError(f"backbone expects modalities {self.modalities}, the batch lacks {missing}")
         return torch.stack([self.stems[m](inputs[m]) for m in self.modalities]).mean(0)
 
+    def set_speed_options(self, grad_checkpointing: bool = False, fused_attn: bool = True) -> None:
+        """Recompute stages in the backward pass (timm's own gradient checkpointing); attention is the net's."""
+        self.net.set_grad_checkpointing(grad_checkpointing)
+
     def checkpoint_geometry(self) -> dict:
         """What a checkpoint records (see MultiModalViT): the pretraining size, the fixed stride and 4 stages."""
         return dict(img_size=self.img_size, patch_size=self.patch_size, depth=len(self.out_channels))

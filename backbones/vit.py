@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import timm
 import torch
+import torch.utils.checkpoint
 from mmseg.models.necks import Feature2Pyramid
 from timm.layers import PatchEmbed, build_sincos2d_pos_embed, resample_abs_pos_embed
 from torch import nn
@@ -147,12 +148,21 @@ class MultiModalViT(nn.Module):
         prefix = self.vit.num_prefix_tokens
         last = len(self.vit.blocks) - 1
         feats = {}
+        checkpointing = self.grad_checkpointing and self.training and torch.is_grad_enabled()
         for i, block in enumerate(self.vit.blocks):
-            x = block(x)
+            x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False) if checkpointing else block(x)
             if i in self.out_indices:
                 out = self.vit.norm(x) if i == last else x
                 feats[i] = out[:, prefix:].transpose(1, 2).reshape(b, c, h, w)
         return [feats[i] for i in self.out_indices]
+
+    grad_checkpointing = False
+
+    def set_speed_options(self, grad_checkpointing: bool = False, fused_attn: bool = True) -> None:
+        """Recompute blocks in the backward pass (memory for ViT-B/L); SDPA or timm's explicit attention."""
+        self.grad_checkpointing = grad_checkpointing
+        for block in self.vit.blocks:
+            block.attn.fused_attn = fused_attn
 
     def checkpoint_geometry(self) -> dict:
         """The builder arguments a checkpoint records so ``backbones.build`` recreates these shapes."""

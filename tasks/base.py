@@ -93,6 +93,22 @@ class TrainBudget:
     val_fraction: float = 0.2
     val_checks: int = 5
     min_labelled_for_val: int = 5
+    # Speed options (each changes numbers a little, so each is in the cell hash and the row):
+    amp: str = "none"  # "bf16": autocast the training step to bfloat16 (CPU and GPU; no loss scaling needed)
+    grad_checkpointing: bool = False  # recompute ViT blocks in the backward pass (ViT-B/L memory)
+    channels_last: bool = False  # NHWC memory format for the model and inputs (CNN backbones)
+    compile: bool = False  # torch.compile the backbone
+    fused_attn: bool = True  # scaled_dot_product_attention in every ViT block (False: timm's explicit path)
+
+    def options(self) -> str:
+        """The speed options that differ from their defaults, e.g. ``amp=bf16,grad_checkpointing``; "" if none."""
+        out = []
+        if self.amp != "none":
+            out.append(f"amp={self.amp}")
+        out += [name for name in ("grad_checkpointing", "channels_last", "compile") if getattr(self, name)]
+        if not self.fused_attn:
+            out.append("fused_attn=False")
+        return ",".join(out)
 
     def iterations(self, n_fit: int) -> int:
         """Training iterations for ``n_fit`` training samples (see the class docstring)."""
@@ -187,6 +203,9 @@ class Task:
     target_keys: tuple[str, ...] = ()
     #: Whether a labelled subset must hold every stratum (a classifier needs every class at least once).
     every_stratum: bool = False
+    #: Seconds per training iteration a ``--dry-run`` assumes until the store has a finished cell of the task:
+    #: a rough figure for a ViT-B at the presets' crop sizes on one recent GPU (marked "guess" in the plan).
+    seconds_per_iter_guess: float = 0.5
 
     @classmethod
     def metric_info(cls, metric: str) -> MetricInfo:

@@ -122,6 +122,7 @@ class ClassificationTask(Task):
     metrics = (MetricInfo("OA"), MetricInfo("mF1"), MetricInfo("acc."))
     class_names_key = "scene_classes"
     target_keys = ("label",)
+    seconds_per_iter_guess = 0.3
     every_stratum = True
 
     def __init__(self, class_names: Sequence[str] = DEFAULT_CLASSES, protocol: str | None = None) -> None:

@@ -397,6 +397,7 @@ class DetectionTask(Task):
     metrics = (MetricInfo("mAP50"), MetricInfo("mAP"), MetricInfo("AP50."))
     class_names_key = "det_classes"
     target_keys = ("boxes", "box_labels")
+    seconds_per_iter_guess = 0.8
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 from mmengine.dataset import DefaultSampler, InfiniteSampler
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
+from mmengine.optim import OptimWrapper
 from mmengine.runner import Runner, set_random_seed
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -71,6 +73,11 @@ class FinetuneResult:
     val_history: list[tuple[int, float]] = field(default_factory=list)
     tile_stats: dict[str, np.ndarray] = field(default_factory=dict)
     arch: str = ""
+    #: seconds inside training, validation and test iterations (mmengine's iteration timer); the rest of the
+    #: cell's time is set-up: runner construction, model building, feature caching, metrics
+    step_time_s: float = 0.0
+    #: seconds this cell spent filling the feature cache (frozen protocol; 0 when the features were cached)
+    feature_time_s: float = 0.0
 
 
 class ProgressHook(Hook):
@@ -134,6 +141,38 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
+class AutocastOptimWrapper(OptimWrapper):
+    """An OptimWrapper whose training step runs under ``torch.autocast`` (bfloat16) on the model's device.
+
+    mmengine's ``AmpOptimWrapper`` refuses CPUs; bfloat16 needs no loss scaling, so autocast is all it takes,
+    on CPU and GPU alike. Parameters, optimiser state and the evaluation stay in float32.
+    """
+
+    def __init__(self, *args, dtype: torch.dtype = torch.bfloat16, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.dtype = dtype
+
+    @contextmanager
+    def optim_context(self, model: nn.Module):
+        device = next(model.parameters()).device.type
+        with super().optim_context(model), torch.autocast(device_type=device, dtype=self.dtype):
+            yield
+
+
+def apply_speed_options(model: nn.Module, budget: TrainBudget) -> nn.Module:
+    """Gradient checkpointing, channels-last, fused attention and torch.compile as ``budget`` asks."""
+    backbone = getattr(model, "backbone", None)
+    inner = getattr(backbone, "backbone", backbone)  # FrozenBackbone wraps the encoder
+    if inner is not None and hasattr(inner, "set_speed_options"):
+        inner.set_speed_options(grad_checkpointing=budget.grad_checkpointing, fused_attn=budget.fused_attn)
+    if budget.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        model.data_preprocessor.channels_last = True
+    if budget.compile and backbone is not None:
+        model.backbone = torch.compile(backbone)
+    return model
+
+
 class QuietConsoleMixin:
     """For mmengine Runners: the console shows errors only; the full log (warnings too) goes to the work dir.
 
@@ -193,6 +232,8 @@ def finetune(
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
+    if budget.amp not in ("none", "bf16"):
+        raise ValueError(f"unknown amp {budget.amp!r}; choose none or bf16")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     task = task.for_budget(budget)
@@ -204,6 +245,7 @@ def finetune(
     set_random_seed(seed)
     backbone = build_backbone()
     arch = getattr(backbone, "arch", "")
+    feature_start = time.perf_counter()
     if protocol == "frozen":
         backbone = FrozenBackbone(backbone)
         if feature_cache is not None:
@@ -222,7 +264,8 @@ def finetune(
                                                                               view)))  # fmt: skip
                 cached[split] = WithFeatures(dataset, parts)
             train_set, val_set, test_set = cached["train"], cached.get("val"), cached["test"]
-    model = task.build_model(backbone, modalities)
+    feature_time = time.perf_counter() - feature_start if feature_cache is not None else 0.0
+    model = apply_speed_options(task.build_model(backbone, modalities), budget)
     collate = partial(task.collate, modalities=tuple(modalities))
     train_loader = _loader(train_set, budget.batch_size, collate, InfiniteSampler(train_set, shuffle=True, seed=seed))
     # DefaultSampler: in order, and sharded across ranks the way mmengine's evaluator gathers results back.
@@ -252,6 +295,7 @@ def finetune(
         train_dataloader=train_loader,
         train_cfg=dict(by_epoch=False, max_iters=iterations, val_interval=val_interval),
         optim_wrapper=dict(
+            type=AutocastOptimWrapper if budget.amp == "bf16" else "OptimWrapper",
             optimizer=dict(type="AdamW", lr=budget.lr, weight_decay=budget.weight_decay, betas=(0.9, 0.999)),
             clip_grad=dict(max_norm=1.0),
         ),
@@ -277,6 +321,10 @@ def finetune(
     metrics = runner.test()  # the one and only read of the test split
     wall = time.perf_counter() - start
     losses = runner.message_hub.get_scalar("train/loss").data[0].tolist()
+    step_time = 0.0
+    for mode in ("train", "val", "test"):  # IterTimerHook's per-iteration wall time of each loop
+        if f"{mode}/time" in runner.message_hub.log_scalars:
+            step_time += float(np.sum(runner.message_hub.get_scalar(f"{mode}/time").data[0]))
     device = str(next(model.parameters()).device)
     if device.startswith("cuda"):
         device = torch.cuda.get_device_name()
@@ -301,6 +349,8 @@ def finetune(
         val_history=keep_best.history if keep_best else [],
         tile_stats=getattr(test_metric, "last_tile_stats", {}),
         arch=arch,
+        step_time_s=step_time,
+        feature_time_s=feature_time,
     )
 
 

@@ -175,6 +175,7 @@ def test_curriculum_p():
     assert got == pytest.approx([0.1, 0.1, 0.2, 0.6, 0.7, 0.7])
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     rgb, dsm, valid = _images(b=3, h=64, w=64, dtype=torch.float32)
