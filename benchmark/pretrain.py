@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 from mmengine.config import Config
-from mmengine.dist import master_only
+from mmengine.dist import is_main_process, master_only
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
@@ -148,9 +148,11 @@ class PretrainRunner(Runner):
     def save_checkpoint(self, out_dir, filename, *args, **kwargs):
         # Written under a temporary name and renamed: a kill during the write leaves the previous checkpoint,
         # never half of this one (mmengine writes the file in place).
+        # Only rank 0 writes (mmengine's save is master-only), so only rank 0 renames.
         part = f"{filename}.part"
         super().save_checkpoint(out_dir, part, *args, **kwargs)
-        os.replace(Path(out_dir) / part, Path(out_dir) / filename)
+        if is_main_process():
+            os.replace(Path(out_dir) / part, Path(out_dir) / filename)
 
     def train(self):
         start = time.perf_counter()
