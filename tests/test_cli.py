@@ -87,6 +87,7 @@ def test_bad_input_is_one_error_line_and_no_results(tmp_path, capsys, argv_facto
     assert not (run_dir / "results.parquet").exists()
 
 
+@pytest.mark.slow  # over 10 s on 2 cores; `make test` runs it
 def test_finetune_writes_one_cell(tmp_path, capsys):
     run_dir = tmp_path / "ft"
     argv = ["finetune", "--task", "segmentation", "--backbone", "random_init_vit_t16", "--fraction", "0.5",

@@ -248,6 +248,7 @@ def test_pretrain_cli_resumes_exports_and_segments(tmp_path, data):
     assert 0 <= result.metrics["mIoU"] <= 100
 
 
+@pytest.mark.slow  # over 10 s on 2 cores; `make test` runs it
 def test_pretrain_with_batch_size_one(tmp_path):
     cfg, work = _tiny_config(tmp_path), tmp_path / "b1"
     # A name of its own: mmengine keys the default scope by "<config name>_<second>", so a run with an earlier

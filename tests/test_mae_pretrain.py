@@ -44,6 +44,7 @@ def test_pretrain_and_load_the_exported_encoder(tmp_path):
     assert [f.shape[-1] for f in feats] == [8, 4, 2, 1]
 
 
+@pytest.mark.slow  # over 10 s on 2 cores; `make test` runs it
 def test_pretraining_resumes_from_its_last_epoch(tmp_path):
     cfg = write_tiny_pretrain_config(tmp_path, "mae_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", TINY)
     work = tmp_path / "work"

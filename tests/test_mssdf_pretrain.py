@@ -122,6 +122,7 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert (work / "encoder.pth").exists()
 
 
+@pytest.mark.slow  # over 10 s on 2 cores; `make test` runs it
 def test_gradient_accumulation_through_the_config(tmp_path):
     """mmengine's accumulative_counts: 8 samples, batch 4, 2 iterations, one optimiser step per 2."""
     cfg, work = _config(tmp_path), tmp_path / "accum"

@@ -60,6 +60,7 @@ def test_finetune_protocol_trains_the_backbone(data, tmp_path):
     assert not torch.equal(model.backbone.state_dict()[key], initial[f"backbone.{key}"])
 
 
+@pytest.mark.slow  # over 10 s on 2 cores; `make test` runs it
 def test_batch_size_one_and_same_seed_same_numbers(data, tmp_path):
     train, test = data
     task = get_task("classification")

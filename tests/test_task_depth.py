@@ -27,6 +27,7 @@ def test_tiny_depth_run_learns(data, tmp_path):
     assert result.metrics["RMSE"] >= result.metrics["MAE"] > 0
 
 
+@pytest.mark.slow  # over 10 s on 2 cores; `make test` runs it
 def test_batch_size_one_and_same_seed_same_numbers(data, tmp_path):
     train, test = data
     task = get_task("depth", head_channels=16)
