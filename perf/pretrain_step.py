@@ -2,8 +2,9 @@
 
 Times full optimiser steps (forward, backward, AdamW, teacher EMA where the method has one) of each method's
 CPU configuration (ViT-Ti/8, 64 px RGB + DSM, batch 32 by default) on the same synthetic pool batch, after
-warm-up, interleaved so that machine noise hits every method alike; then profiles one MSSDF step by part.
-The target (issue "Performance"): MSSDF at most 2.0x MAE. Last line: the two ratios.
+warm-up, interleaved so that machine noise hits every method alike; counts each step's matmul/conv FLOPs
+(torch's FlopCounterMode), the floor the method itself sets; then profiles one MSSDF step by part.
+The target (issue "Performance"): MSSDF at most 2.0x MAE. Last line: the time and FLOP ratios.
 
     python perf/pretrain_step.py              # ~1 minute on 2 cores
     python perf/pretrain_step.py --steps 10 --batch 64
@@ -49,6 +50,17 @@ def step_fn(model, batch, optimiser):
             model.teacher.update_parameters(model.student)
 
     return step
+
+
+def step_flops(model, batch) -> float:
+    """Matmul/conv FLOPs of one forward + backward (torch's FlopCounterMode): the method's own compute floor."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        losses = model.loss(batch)
+        sum(v for k, v in losses.items() if k.startswith("loss")).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
 
 
 def timed(fn, repeats: int) -> float:
@@ -104,9 +116,10 @@ def main() -> None:
     pool = build_dataset("synthetic", "pool", size=64)
     samples = [pool[i] for i in range(args.batch)]
     batch = {k: torch.stack([s[k] for s in samples]) for k in ("rgb", "dsm", "dsm_valid")}
-    steps = {}
+    steps, flops = {}, {}
     for method in CONFIGS:
         model = build(method)
+        flops[method] = step_flops(model, batch)
         optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
         steps[method] = step_fn(model, batch, optimiser)
         steps[method]()
@@ -118,13 +131,17 @@ def main() -> None:
     median = {m: statistics.median(t) for m, t in times.items()}
     print(f"{torch.get_num_threads()} torch threads, batch {args.batch}, ViT-Ti/8 at 64 px, RGB + DSM")
     for method, sec in median.items():
-        print(f"  {method:6s} {sec * 1000:7.1f} ms/step  {args.batch / sec:6.1f} samples/s")
+        print(f"  {method:6s} {sec * 1000:7.1f} ms/step  {args.batch / sec:6.1f} samples/s  "
+              f"{flops[method] / 1e9:6.1f} GFLOP/step ({flops[method] / flops['mae']:.2f}x MAE's), "
+              f"{flops[method] / sec / 1e9:5.1f} GFLOP/s")  # fmt: skip
     print("MSSDF step by part (each part on its own; they overlap, so they do not sum to the step):")
     for name, sec in mssdf_parts(build("mssdf"), batch).items():
         print(f"  {name:55s} {sec * 1000:7.1f} ms")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     ratio = {m: median[m] / median["mae"] for m in ("mssdf", "cmid")}
-    print(f"MSSDF/MAE {ratio['mssdf']:.2f}x (target <= 2.0x), CMID/MAE {ratio['cmid']:.2f}x")
+    floor = {m: flops[m] / flops["mae"] for m in ("mssdf", "cmid")}
+    print(f"MSSDF/MAE {ratio['mssdf']:.2f}x time, {floor['mssdf']:.2f}x FLOPs (target <= 2.0x time), "
+          f"CMID/MAE {ratio['cmid']:.2f}x time, {floor['cmid']:.2f}x FLOPs")  # fmt: skip
 
 
 if __name__ == "__main__":
