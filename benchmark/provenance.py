@@ -32,9 +32,10 @@ def code_version() -> str:
             return "unknown"
 
 
-#: The code that computes a number: a change here changes results, so it changes every cell's hash.
-#: Docs, tests, reports and the CLI are left out, so such commits keep a store valid.
-RESULT_CODE = ("backbones", "tasks", "rsdatasets", "benchmark/sweep.py", "benchmark/splits.py")
+#: The code that computes a number (stats.py too: the per-cell CI stored in each row): a change here
+#: changes results, so it changes every cell's hash. Docs, tests, reports and the CLI are left out, so
+#: such commits keep a store valid.
+RESULT_CODE = ("backbones", "tasks", "rsdatasets", "benchmark/sweep.py", "benchmark/splits.py", "benchmark/stats.py")
 
 
 @cache
