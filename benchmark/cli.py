@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args)
     except Preempted as exc:
         err_console.print(f"rsbench: {exc}; run the same command again to resume (exit {EXIT_PREEMPTED})",
-                          highlight=False)  # fmt: skip
+                          highlight=False, soft_wrap=True)  # fmt: skip  (one line: job logs are grepped)
         return EXIT_PREEMPTED
     except (ValueError, KeyError, OSError) as exc:  # OSError: missing files, permissions, a full disk
         if args.debug:  # the same error types also come from bugs: keep the way to their traceback open
@@ -346,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[red]rsbench: error:[/red] {message}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
-        err_console.print("rsbench: interrupted; finished cells are saved, re-run the same command to resume")
+        err_console.print("rsbench: interrupted; finished cells are saved, re-run the same command to resume",
+                          soft_wrap=True)
         return 130
 
 

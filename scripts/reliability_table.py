@@ -31,7 +31,7 @@ def rsbench(*args: str, run: str | None = None, signal_after: float | None = Non
     cmd = [sys.executable, "-m", "benchmark.cli", *args]
     if run:
         cmd += ["--run-dir", str(WORK / run)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "1000"}  # rich must not wrap the line shown
     proc = subprocess.Popen(cmd, cwd=WORK, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if signal_after is not None:
         time.sleep(signal_after)
@@ -45,7 +45,9 @@ def rows_of(run: str) -> str:
     if not path.is_file():
         return "none"
     frame = pd.read_parquet(path)
-    return f"{frame['config_hash'].nunique()} cell(s): " + ", ".join(sorted(set(frame["status"])))[:120]
+    n_train = ", ".join(str(int(n)) for n in sorted(set(frame["n_train"].dropna())))
+    return (f"{frame['config_hash'].nunique()} cell(s): " + ", ".join(sorted(set(frame["status"])))[:120]
+            + (f" (n_train {n_train})" if n_train else ""))  # fmt: skip
 
 
 def shown(cmd_args) -> str:
@@ -53,9 +55,15 @@ def shown(cmd_args) -> str:
     return f"`rsbench {text}`"
 
 
+#: What marks the line a user reads first; the last line otherwise (a table's border says nothing).
+TELLING = ("error", "bad ", "failed", "sigterm", "stopped", "results:")
+
+
 def last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else "").replace(str(WORK), "$TMP").replace("|", "\\|")[:240]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    telling = [line for line in lines if any(word in line.lower() for word in TELLING)]
+    line = telling[0] if telling else (lines[-1] if lines else "")
+    return line.replace(str(WORK), "$TMP").replace("|", "\\|")[:240]
 
 
 def checkpoints() -> dict[str, Path]:
@@ -82,7 +90,8 @@ def main() -> None:
 
         shutil.rmtree(WORK / run, ignore_errors=True) if run else None
         code, out, err = rsbench(*args, run=run, **kw)
-        seen = last_line(err) or last_line(out)
+        seen = last_line(err + "\n" + out) if what != "list the datasets" else (
+            f"a table of {sum(line.startswith('│') for line in out.splitlines())} datasets")
         cases.append((what, shown(args), code, seen, rows_of(run) if run else "-"))
 
     finetune = ["finetune", "--task", "segmentation", "--backbone", "random_init_vit_t16", *DATA, *TINY, *BUDGET]
@@ -120,7 +129,7 @@ def main() -> None:
     case("list the datasets", ["data", "list"], run=None)
     slow = [*finetune[:-4], "--budget", "max_iters=400", "batch_size=2", "warmup_iters=0"]
     case("SIGTERM during a cell", slow, signal_after=25.0)
-    print("| fault or bad input | command | exit | what the user sees (last line) | result rows |")
+    print("| fault or bad input | command | exit | what the user sees | result rows |")
     print("|---|---|---|---|---|")
     for what, cmd, code, seen, rows in cases:
         print(f"| {what} | {cmd} | {code} | {seen} | {rows} |")
