@@ -72,6 +72,7 @@ def test_trained_by_a_task_at_batch_sizes_4_and_1(plugin, data, tmp_path):
         assert 0 <= result.metrics["mIoU"] <= 100
 
 
+@pytest.mark.slow  # over 2 s on 2 cores; `make test` runs it
 def test_run_by_the_harness_and_loaded_from_a_checkpoint(plugin, tmp_path):
     run = tmp_path / "run"
     args = ["finetune", "--task", "segmentation", "--backbone", NAME, "--fraction", "0.5", "--run-dir", str(run),

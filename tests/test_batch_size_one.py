@@ -47,6 +47,7 @@ def _segment(build, tiles, work_dir, budget=ONE, norm="auto"):
     return finetune(task, build, *tiles, MODALITIES, budget, seed=0, work_dir=work_dir)
 
 
+@pytest.mark.slow  # over 1.5 s per method on 2 cores; `make test` runs it
 @pytest.mark.parametrize("method", sorted(PRETRAIN))
 def test_pretraining_at_batch_size_one_then_downstream(method, tmp_path, tiles):
     base, model = PRETRAIN[method]

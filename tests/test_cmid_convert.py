@@ -116,6 +116,7 @@ def test_refusals_are_one_clear_error():
         convert_official_cmid({"blocks.0.attn.qkv.weight": torch.zeros(3)})
 
 
+@pytest.mark.slow  # over 2 s on 2 cores; `make test` runs it
 def test_cli_converts_a_file_and_the_backbone_loads_it(tmp_path, capsys):
     src, dst = tmp_path / "cmid_resnet50_backbone.pth", tmp_path / "cmid_resnet50.pth"
     torch.save(_official_resnet().state_dict(), src)

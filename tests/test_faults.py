@@ -168,6 +168,7 @@ def test_data_list_names_the_registered_datasets(capsys):
 # ---- a tiny fraction keeps one sample per class ----
 
 
+@pytest.mark.slow  # over 2 s on 2 cores; `make test` runs it
 def test_a_tiny_classification_fraction_keeps_every_class(tmp_path):
     argv = ["finetune", "--task", "classification", "--backbone", "random_init_vit_t16", "--fraction", "0.0001",
             "--run-dir", str(tmp_path / "run"), "--dataset-options", "size=32", "n=60", f"root={tmp_path / 'data'}",
@@ -208,6 +209,7 @@ task_kwargs = dict(segmentation=dict(head_channels=16))
     return path
 
 
+@pytest.mark.slow  # over 2 s on 2 cores; `make test` runs it
 def test_rows_of_other_code_are_recomputed_unless_accepted(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     assert main(["sweep", str(_spec(tmp_path)), "--run-dir", str(run)]) == 0
@@ -240,6 +242,7 @@ def test_a_report_that_mixes_code_versions_says_so(tmp_path):
 # ---- verify ----
 
 
+@pytest.mark.slow  # over 2 s on 2 cores; `make test` runs it
 def test_verify_finds_duplicates_missing_cells_non_finite_values_and_csv_drift(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["sweep", str(_spec(tmp_path)), "--run-dir", str(run)]) == 0

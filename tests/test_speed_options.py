@@ -61,6 +61,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
             torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.slow  # over 2 s on 2 cores; `make test` runs it
 def test_channels_last_runs_a_cnn_cell(data, tmp_path):
     train, test = data
     budget = TrainBudget(max_iters=2, batch_size=2, warmup_iters=0, channels_last=True, val_checks=0)

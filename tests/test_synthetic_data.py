@@ -156,6 +156,7 @@ def test_masks_and_boxes_are_consistent(scenes):
         assert (covered == (mask == B)).all()
 
 
+@pytest.mark.slow  # over 2 s on 2 cores; `make test` runs it
 def test_layouts_map_to_their_scene_class():
     hits = np.zeros(6)
     for layout in range(6):

@@ -47,6 +47,7 @@ def test_linear_probe_learns_and_leaves_the_backbone_untouched(data, tmp_path):
     assert 0 <= result.metrics["OA"] <= 100
 
 
+@pytest.mark.slow  # over 2 s on 2 cores; `make test` runs it
 def test_finetune_protocol_trains_the_backbone(data, tmp_path):
     train, test = data
     task = get_task("classification")
