@@ -58,7 +58,16 @@ class KNNProbeHook(Hook):
             self.dataset_cfg.pop("n", None)
         cfg = dict(self.dataset_cfg)
         self._data = build_dataset(cfg.pop("name"), cfg.pop("split"), **cfg)
-        self._log(runner, 0)
+        # A resumed run starts at its checkpoint's epoch with the history restored from it (below); the
+        # probe at that epoch is already in it.
+        if not any(entry["epoch"] == runner.epoch for entry in self.history):
+            self._log(runner, runner.epoch)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint["probe_knn"] = list(self.history)  # the history must survive a resume, as the weights do
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self.history = list(checkpoint.get("probe_knn", []))
 
     def after_train_epoch(self, runner) -> None:
         done = runner.epoch + 1  # mmengine counts the finished epoch after this hook

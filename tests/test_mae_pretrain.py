@@ -54,6 +54,7 @@ def test_pretraining_resumes_from_its_last_epoch(tmp_path):
     assert main(argv) == 0
     meta = backbones.checkpoint.read_meta(work / "encoder.pth")
     assert meta["epochs"] == 2 and meta["iters"] == 4  # 2 iterations per epoch: epoch 1 was not redone
+    assert [p["epoch"] for p in meta["probe_knn"]] == [0, 1, 2]  # the kNN history survived the resume
     resumed = backbones.build("mae_vit_t16", ("rgb", "dsm"), checkpoint=work / "encoder.pth")
     key = "vit.blocks.0.attn.qkv.weight"
     assert not torch.equal(resumed.state_dict()[key], first[f"student.{key}"])  # it trained on from epoch 1
