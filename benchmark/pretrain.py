@@ -58,9 +58,9 @@ class KNNProbeHook(Hook):
             self.dataset_cfg.pop("n", None)
         cfg = dict(self.dataset_cfg)
         self._data = build_dataset(cfg.pop("name"), cfg.pop("split"), **cfg)
-        # A resumed run starts at its checkpoint's epoch with the history restored from it (below); the
-        # probe at that epoch is already in it.
-        if not any(entry["epoch"] == runner.epoch for entry in self.history):
+        # A resumed run has its history back from the checkpoint (below), so it does not probe again; a
+        # checkpoint without one (older code) gets a probe labelled with the epoch it resumes at.
+        if not self.history:
             self._log(runner, runner.epoch)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
