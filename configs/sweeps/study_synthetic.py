@@ -1,5 +1,6 @@
 # The study preset: does any method beat random init on the synthetic benchmark, with intervals that can
-# tell? At most 2 hours on 2 CPU cores (measured time in the README and docs/results/study_synthetic/).
+# tell? At most 2 hours on 2 CPU cores: measured about 1 h 25 min with `rsbench sweep THIS --jobs 2` (42 min
+# pretraining, 41 min for the 600 cells; README and docs/results/study_synthetic/).
 #  1. pretraining: MSSDF, CMID, MAE and the supervised control, each with its 8-epoch CPU config on the whole
 #     pool (2000 tiles, 504 iterations; same encoder, data, modalities and schedule shape). The kNN probes in
 #     each log (and in encoder.pth) show whether the encoder left its initialisation;
