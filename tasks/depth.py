@@ -73,18 +73,7 @@ class DepthModel(BaseModel):
         feats = self.backbone(inputs)
         size = spatial_size(inputs)
         out = F.interpolate(self.decode_head(feats), size=size, mode="bilinear", align_corners=False)  # B,1,H,W
-        pred = out * self.height_scale
-        if mode == "loss":
-            target, valid = data_samples[self.target].float(), valid_mask(data_samples, self.target)
-            if not valid.any():  # an all-nodata batch: a zero loss that keeps the graph, not NaN
-                return {"loss_height": pred.sum() * 0.0}
-            return {"loss_height": F.smooth_l1_loss(pred[valid], target[valid], beta=self.beta)}
-        if mode == "predict":
-            return [
-                {"pred": p, "gt": g, "valid": v}
-                for p, g, v in zip(pred, data_samples[self.target], valid_mask(data_samples, self.target))
-            ]
-        return pred
+        return height_outputs(out * self.height_scale, data_samples, mode, self.target, self.beta)
 
 
 class DepthProbe(DenseProbe):
@@ -95,18 +84,23 @@ class DepthProbe(DenseProbe):
         self.target, self.beta, self.height_scale = target, beta, height_scale
 
     def forward(self, inputs: dict, data_samples: dict | None = None, mode: str = "tensor"):
-        pred = self.logits(inputs) * self.height_scale
-        if mode == "loss":
-            target, valid = data_samples[self.target].float(), valid_mask(data_samples, self.target)
-            if not valid.any():
-                return {"loss_height": pred.sum() * 0.0}
-            return {"loss_height": F.smooth_l1_loss(pred[valid], target[valid], beta=self.beta)}
-        if mode == "predict":
-            return [
-                {"pred": p, "gt": g, "valid": v}
-                for p, g, v in zip(pred, data_samples[self.target], valid_mask(data_samples, self.target))
-            ]
-        return pred
+        return height_outputs(self.logits(inputs) * self.height_scale, data_samples, mode, self.target, self.beta)
+
+
+def height_outputs(pred: torch.Tensor, data_samples: dict | None, mode: str, target: str, beta: float):
+    """What both height heads return for ``mode``: the smooth-L1 loss over valid pixels, per-sample
+    predictions with their targets and masks, or the raw prediction."""
+    if mode == "loss":
+        truth, valid = data_samples[target].float(), valid_mask(data_samples, target)
+        if not valid.any():  # an all-nodata batch: a zero loss that keeps the graph, not NaN
+            return {"loss_height": pred.sum() * 0.0}
+        return {"loss_height": F.smooth_l1_loss(pred[valid], truth[valid], beta=beta)}
+    if mode == "predict":
+        return [
+            {"pred": p, "gt": g, "valid": v}
+            for p, g, v in zip(pred, data_samples[target], valid_mask(data_samples, target))
+        ]
+    return pred
 
 
 def valid_mask(data_samples: dict, target: str) -> torch.Tensor:
