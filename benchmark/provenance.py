@@ -101,14 +101,19 @@ def cell_provenance(config: dict) -> dict:
     }  # fmt: skip
 
 
-def write_provenance(work_dir: str | Path, config: dict) -> Path:
-    """``work_dir/provenance.json`` (temporary file, then rename)."""
-    path = Path(work_dir) / PROVENANCE_FILE
+def write_json_atomic(path: str | Path, obj) -> Path:
+    """``obj`` as JSON at ``path``, through a temporary file and a rename: never half a file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(cell_provenance(config), indent=1, sort_keys=True, default=str))
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
     tmp.replace(path)
     return path
+
+
+def write_provenance(work_dir: str | Path, config: dict) -> Path:
+    """``work_dir/provenance.json``, written atomically."""
+    return write_json_atomic(Path(work_dir) / PROVENANCE_FILE, cell_provenance(config))
 
 
 def config_hash(config: dict, length: int = 16) -> str:

@@ -39,12 +39,9 @@ def save_spec(spec, run_dir: str | Path) -> Path:
     """The spec a sweep ran, next to its results (atomically), so a later verify can compare against it."""
     from dataclasses import asdict
 
-    path = Path(run_dir) / SPEC_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(spec), indent=1, sort_keys=True, default=str))
-    tmp.replace(path)
-    return path
+    from .provenance import write_json_atomic
+
+    return write_json_atomic(Path(run_dir) / SPEC_FILE, asdict(spec))
 
 
 def verify(run_dir: str | Path) -> Verification:
