@@ -60,6 +60,19 @@ def registered(registry: Registry) -> dict:
     registry.import_from_location()
     return dict(registry.module_dict)
 
+
+def lookup(registry: Registry, name: str, kind: str, listing: str) -> type:
+    """The class registered as ``name``; an unknown name is a ``KeyError`` with close matches and ``listing``
+    (e.g. "Available") followed by every registered name."""
+    import difflib
+
+    known = registered(registry)
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(f"unknown {kind} {name!r}.{hint} {listing}: {', '.join(sorted(known))}")
+    return known[name]
+
 HOOKS = _CHILDREN["HOOKS"]
 RUNNERS = _CHILDREN["RUNNERS"]
 DATASETS = _CHILDREN["DATASETS"]

@@ -9,12 +9,11 @@ samples is ``rsdatasets.protocol``.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 
 from torch.utils.data import Dataset
 
-from rsbench.registry import BENCHMARK_DATASETS, registered
+from rsbench.registry import BENCHMARK_DATASETS, lookup, registered
 
 
 def register_dataset(name: str):
@@ -29,12 +28,7 @@ def register_dataset(name: str):
 
 def dataset_class(name: str) -> type:
     """The registered class of ``name``; unknown names get one clear error with close matches."""
-    datasets = registered(BENCHMARK_DATASETS)
-    if name not in datasets:
-        close = difflib.get_close_matches(name, datasets, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown dataset {name!r}.{hint} Available: {', '.join(sorted(datasets))}")
-    return datasets[name]
+    return lookup(BENCHMARK_DATASETS, name, "dataset", "Available")
 
 
 def list_datasets() -> list[str]:

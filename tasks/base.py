@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
 from torch import nn
 
-from rsbench.registry import TASKS, registered
+from rsbench.registry import TASKS, lookup, registered
 
 
 def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
@@ -36,12 +35,7 @@ def list_tasks() -> list[str]:
 
 def task_class(name: str) -> type[Task]:
     """The registered Task class of ``name``; unknown names get one clear error with close matches."""
-    tasks = registered(TASKS)
-    if name not in tasks:
-        close = difflib.get_close_matches(name, tasks, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown task {name!r}.{hint} Registered tasks: {', '.join(sorted(tasks))}")
-    return tasks[name]
+    return lookup(TASKS, name, "task", "Registered tasks")
 
 
 def get_task(name: str, **kwargs) -> Task:
