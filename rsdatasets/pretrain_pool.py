@@ -75,6 +75,10 @@ class LabelledPool(PretrainPool):
 
     target_keys = ("label", "mask")
 
+    def __init__(self, *args, targets: Sequence[str] = ("label", "mask"), **kwargs) -> None:
+        self.target_keys = tuple(targets)  # e.g. + "ndsm" for the control's height head; checked by the pool
+        super().__init__(*args, **kwargs)
+
     def __getitem__(self, index: int) -> dict:
         sample = self._sample(index)
         return {"inputs": {k: sample[k] for k in self.keys}, "data_samples": {k: sample[k] for k in self.target_keys}}
