@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
-import re
-import sys
-import warnings
-from pathlib import Path
+import time
 
-from mmengine.config import DictAction
-from rich.console import Console
-from rich.table import Table
+STARTED = time.perf_counter()  # before the heavy imports: a sweep's timing.json counts them
 
-from .provenance import REPO_ROOT
+import argparse  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from mmengine.config import DictAction  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from .provenance import REPO_ROOT  # noqa: E402
 
 console = Console()
 err_console = Console(stderr=True)
@@ -80,8 +84,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print_plan(spec.with_pretrained(run_dir), run_dir, console, force=args.force, jobs=args.jobs)
         return 0
     run_sweep(spec, run_dir, force=args.force, console=console, jobs=args.jobs, launcher=args.executor,
-              accept_stale=args.accept_stale,
-              slurm=args.slurm)  # fmt: skip
+              accept_stale=args.accept_stale, slurm=args.slurm, started=STARTED)  # fmt: skip
     return 0
 
 

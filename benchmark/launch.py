@@ -291,11 +291,54 @@ def _wait_for_jobs(runner: SweepRunner, submitted: list, display: SweepProgress,
             time.sleep(poll_s)
 
 
+class SweepClock:
+    """Wall time of a sweep's stages, written to ``RUN_DIR/timing.json``: what ``perf/harness.py --run`` reads
+    to split a real run (the demo's) into iterations and harness."""
+
+    def __init__(self, started: float | None = None) -> None:
+        self.created, self.epoch = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.time()
+        self.started = started if started is not None else time.perf_counter()
+        self.stages: dict[str, float] = {"startup_s": time.perf_counter() - self.started}
+        self.last = time.perf_counter()
+        self.pretraining: dict[str, dict] = {}
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.stages[stage] = self.stages.get(stage, 0.0) + now - self.last
+        self.last = now
+
+    def pretrained(self, encoders: dict[str, Path]) -> None:
+        """The pretraining stage's lap, and each encoder's own wall / iteration seconds (from its metadata)."""
+        from backbones.checkpoint import read_meta
+
+        self.lap("pretraining_s")
+        for name, path in encoders.items():
+            meta = read_meta(path)
+            self.pretraining[name] = {k: meta.get(k) for k in ("wall_time_s", "step_time_s", "iters")}
+            self.pretraining[name]["this_run"] = path.stat().st_mtime >= self.epoch  # else reused from before
+
+    def write(self, run_dir: Path, **extra) -> None:
+        from .provenance import write_json_atomic
+
+        total = time.perf_counter() - self.started
+        write_json_atomic(Path(run_dir) / "timing.json", {
+            "created": self.created, "wall_s": round(total, 2), **{k: round(v, 2) for k, v in self.stages.items()},
+            "pretraining": self.pretraining, **extra,
+        })  # fmt: skip
+
+
 def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console: Console | None = None,
               jobs: int = 1, launcher: str = "local", slurm: dict | None = None,
-              cell_launcher: str = "none", accept_stale: bool = False) -> Path:  # fmt: skip
-    """Run every pending cell (inline, in ``jobs`` local workers, or as Slurm jobs), then write the summary."""
+              cell_launcher: str = "none", accept_stale: bool = False,
+              started: float | None = None) -> Path:  # fmt: skip
+    """Run every pending cell (inline, in ``jobs`` local workers, or as Slurm jobs), then write the summary.
+
+    ``started``: the ``time.perf_counter()`` of the process start (the CLI's), so that ``timing.json``
+    counts library imports too.
+    """
     from .report import write_summary
+
+    clock = SweepClock(started)
 
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
@@ -309,7 +352,8 @@ def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console
     if spec.pretrain:  # first stage: the encoders that "pretrain:NAME" checkpoints refer to
         from .pretrain_stage import run_spec_pretraining
 
-        run_spec_pretraining(spec.pretrain, run_dir, console)
+        encoders = run_spec_pretraining(spec.pretrain, run_dir, console)
+        clock.pretrained(encoders)
         spec = spec.with_pretrained(run_dir)
     if cell_launcher != "none" and (jobs > 1 or launcher != "local"):
         raise ValueError("DDP inside a cell (--ddp) runs under torchrun in one process per rank: use --jobs 1, local")
@@ -335,6 +379,7 @@ def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console
                       soft_wrap=True)  # fmt: skip
     if cells and launcher == "local":
         runner.prepare(cells)  # missing data fails here, once; synthetic data is generated before the clock starts
+    clock.lap("data_s")
     parallel = jobs if launcher == "local" or jobs > 1 else max(len(cells), 1)  # Slurm: all at once unless capped
     with SweepProgress(console, cells, spec, runner.run_dir, parallel) as display:
         if launcher == "slurm" and cells:
@@ -345,9 +390,12 @@ def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console
             for cell in cells:
                 display.started(cell, total=TrainBudget(**spec.budget(cell.task, cell.dataset)).max_iters)
                 display.finished(run_logged(runner, cell, False, progress=display.iteration_callback(cell)))
+    clock.lap("cells_s")
     if not is_main_process():
         return runner.run_dir
     write_summary(runner.store.load(), spec, runner.run_dir, console)
+    clock.lap("report_s")
+    clock.write(runner.run_dir, cells=len(cells), jobs=jobs, launcher=launcher)
     if display.failed:
         console.print(f"[red]{display.failed} cell(s) failed; see the logs under {runner.run_dir / 'logs'}[/red]")
     return runner.run_dir

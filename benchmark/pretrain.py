@@ -167,7 +167,10 @@ class PretrainRunner(Runner):
         start = time.perf_counter()
         model = super().train()
         # Wall time of this call: a resumed run reports its last segment (the log has the earlier ones).
-        self.export_encoder(wall_time_s=round(time.perf_counter() - start, 1))
+        # step_time_s: the seconds inside iterations (mmengine's iteration timer), for the harness share.
+        timer = self.message_hub.log_scalars.get("train/time")
+        steps = round(float(sum(timer.data[0])), 1) if timer is not None else None
+        self.export_encoder(wall_time_s=round(time.perf_counter() - start, 1), step_time_s=steps)
         return model
 
     @master_only

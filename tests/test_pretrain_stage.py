@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import write_tiny_pretrain_config
 
@@ -70,7 +72,15 @@ def test_sweep_spec_pretrains_then_fine_tunes_on_the_exported_encoder(tmp_path, 
     assert frame["checkpoint_hash"].iloc[0] == backbones.file_hash(encoder_path(run, "mae"))
     report = (run / "report.md").read_text()
     assert "Pretraining as run" in report and "pool" in report  # the fairness table: data, budget, wall time
+    # timing.json: the stages add up to the wall time; the encoder's iteration seconds fit in its wall time
+    timing = json.loads((run / "timing.json").read_text())
+    stages = sum(timing[k] for k in ("startup_s", "pretraining_s", "data_s", "cells_s", "report_s"))
+    assert timing["cells"] == 1 and stages == pytest.approx(timing["wall_s"], abs=0.1)
+    mae = timing["pretraining"]["mae"]
+    assert mae["this_run"] and 0 < mae["step_time_s"] <= mae["wall_time_s"] <= timing["pretraining_s"]
     run_sweep(spec, run, console=console)  # everything is reused: the encoder and the finished cell
     assert "reusing" in console.export_text() and len(ResultStore(run).load()) == len(frame)
+    timing = json.loads((run / "timing.json").read_text())
+    assert timing["cells"] == 0 and not timing["pretraining"]["mae"]["this_run"]
     with pytest.raises(ValueError, match="names no pretrain entry"):
         SweepSpec(**{**spec.__dict__, "pretrain": []}).validate()
