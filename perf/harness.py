@@ -8,11 +8,19 @@ times the whole command from outside and reads from the store the seconds each c
 harness: process and model start-up, dataset building, stratification, runner construction, store writes,
 intervals and the report. Target (issue "Performance"): under 5 % for the demo sweep. Last line: the shares.
 
-    python perf/harness.py          # ~2 minutes on 2 cores
+``--run DIR`` measures a finished sweep instead, from its own ``timing.json`` (stage wall times, written by
+every sweep) and the rows it computed: that is how the demo itself (``make demo``, ~20 minutes, too long to
+rerun here) is split into iterations and harness. Pretraining's iterations count as work; its runner
+construction, kNN probes and checkpoint writes count as harness.
+
+    python perf/harness.py                          # ~2 minutes on 2 cores: a reduced demo sweep
+    python perf/harness.py --run results/runs/demo  # a second: the demo as it ran
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -36,7 +44,50 @@ task_kwargs = dict(detection=dict(neck_channels=32))
 """
 
 
+def measure_run(run_dir: Path) -> None:
+    """The harness share of a finished sweep, from its timing.json and the rows it computed."""
+    timing_file = run_dir / "timing.json"
+    if not timing_file.is_file():
+        sys.exit(f"perf/harness.py: {timing_file} does not exist; run the sweep with this checkout first "
+                 "(every sweep writes it)")  # fmt: skip
+    timing = json.loads(timing_file.read_text())
+    if timing.get("jobs", 1) != 1 or timing.get("launcher", "local") != "local":
+        sys.exit(f"perf/harness.py: {run_dir} ran with {timing.get('jobs')} jobs ({timing.get('launcher')}); the "
+                 "split into cells needs a serial local run (--jobs 1, the demo's default)")  # fmt: skip
+    rows = pd.read_parquet(run_dir / "results.parquet")
+    cells = rows[pd.to_datetime(rows["created"], utc=True) >= pd.to_datetime(timing["created"], utc=True)]
+    cells = cells.drop_duplicates("config_hash")
+    if len(cells) != timing["cells"]:
+        sys.exit(f"perf/harness.py: timing.json says {timing['cells']} cells ran, the store has {len(cells)} rows "
+                 "created since; was the run dir written to by another sweep?")  # fmt: skip
+    wall = timing["wall_s"]
+    ran = [p for p in timing["pretraining"].values() if p.get("this_run")]
+    pre_steps = sum(p.get("step_time_s") or 0.0 for p in ran)
+    steps, features, cell = cells["step_time_s"].sum(), cells["feature_time_s"].sum(), cells["cell_time_s"].sum()
+    parts = [
+        ("pretraining iterations", pre_steps, False),
+        ("pretraining runner, kNN probes, checkpoints", timing.get("pretraining_s", 0.0) - pre_steps, True),
+        ("cell training / validation / test iterations", steps, False),
+        ("cells filling the feature cache (encoder)", features, False),
+        ("set-up inside cells (runner, model, data)", cell - steps - features, True),
+        ("between cells (store writes, progress)", timing["cells_s"] - cell, True),
+        ("start-up (imports, spec), data check", timing["startup_s"] + timing["data_s"], True),
+        ("summary: intervals, tables, plots, report", timing["report_s"], True),
+    ]
+    print(f"{run_dir}: {len(cells)} cells, {len(ran)} pretraining run(s), {wall:.1f} s wall ({timing['created']})")
+    for label, seconds, _ in parts:
+        print(f"  {label:<46} {seconds:8.1f} s  {100 * seconds / wall:5.1f} %")
+    harness = sum(seconds for _, seconds, overhead in parts if overhead)
+    print(f"harness share {100 * harness / wall:.1f} % of the wall time (target < 5 %); "
+          f"{100 * (harness + features) / wall:.1f} % counting feature extraction as overhead")  # fmt: skip
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, help="measure this finished sweep's run dir instead (e.g. the demo's)")
+    args = parser.parse_args()
+    if args.run is not None:
+        return measure_run(args.run)
     work = Path(tempfile.mkdtemp(prefix="rsbench_perf_harness_"))
     import torch
 
