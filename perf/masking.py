@@ -91,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     t_fast, fast = best_of(lambda: patch_scores(rgb, dsm, args.patch, valid), reps)
     t_mask, mask = best_of(lambda: info_aware_mask(rgb, dsm, args.patch, valid), reps)
 
+    # The floor no implementation can beat: reading every input byte once (a threaded reduction).
+    t_read, _ = best_of(lambda: (rgb.sum(), dsm.sum(), None if valid is None else valid.sum()), reps)
+    # One elementwise pass over the batch (read rgb, write a grey image): what each extra full-size pass costs.
+    grey = torch.empty_like(dsm)
+    t_pass, _ = best_of(lambda: torch.sum(rgb, 1, keepdim=True, out=grey), reps)
+
     fast64 = fast.double().numpy()
     scale = np.abs(ref).max(axis=1, keepdims=True)
     err_scaled = float((np.abs(fast64 - ref) / scale).max())
@@ -106,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"float32 batched vs float64 reference: max |diff| / image max score {err_scaled:.2e}, "
         f"max relative (floor 1e-3 x max) {err_rel:.2e} -> {'agree' if ok else 'DISAGREE'}"
+    )
+    print(
+        f"floor: one read of the inputs {1e3 * t_read:.2f} ms, one read-rgb-write-grey pass {1e3 * t_pass:.2f} ms; "
+        f"batched = {t_fast / t_read:.1f}x the read floor; 100x the reference would need "
+        f"{1e3 * t_ref / 100:.1f} ms = {t_ref / 100 / t_read:.1f}x the read floor"
     )
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
