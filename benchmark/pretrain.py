@@ -83,8 +83,14 @@ class KNNProbeHook(Hook):
         votes = torch.nn.functional.one_hot(fit_y[nearest], n_cls).sum(1)
         return 100.0 * float((votes.argmax(1) == query_y).float().mean())
 
-    @torch.no_grad()
     def _log(self, runner, epoch: int) -> None:
+        start = time.perf_counter()
+        self._probe(runner, epoch)
+        # Seconds spent probing (evaluation, not harness): the encoder metadata keeps them for perf/harness.py.
+        runner.probe_time_s = getattr(runner, "probe_time_s", 0.0) + time.perf_counter() - start
+
+    @torch.no_grad()
+    def _probe(self, runner, epoch: int) -> None:
         from backbones.normalize import normalize_modalities
         from tasks.features import frozen_parts
 
@@ -184,6 +190,8 @@ class PretrainRunner(Runner):
                           train_samples=len(dataset), batch_size=self.train_dataloader.batch_size)  # fmt: skip
         if getattr(self, "probe_history", None):
             extra_meta["probe_knn"] = self.probe_history
+        if getattr(self, "probe_time_s", None):
+            extra_meta["probe_time_s"] = round(self.probe_time_s, 1)
         if getattr(self, "teacher_momentum", None):
             extra_meta["teacher_momentum"] = self.teacher_momentum
         if data.get("augment"):

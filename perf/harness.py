@@ -10,8 +10,8 @@ intervals and the report. Target (issue "Performance"): under 5 % for the demo s
 
 ``--run DIR`` measures a finished sweep instead, from its own ``timing.json`` (stage wall times, written by
 every sweep) and the rows it computed: that is how the demo itself (``make demo``, ~20 minutes, too long to
-rerun here) is split into iterations and harness. Pretraining's iterations count as work; its runner
-construction, kNN probes and checkpoint writes count as harness.
+rerun here) is split into iterations and harness. Pretraining's iterations and kNN probes (an evaluation)
+count as work; its runner construction, data set-up and checkpoint writes count as harness.
 
     python perf/harness.py                          # ~2 minutes on 2 cores: a reduced demo sweep
     python perf/harness.py --run results/runs/demo  # a second: the demo as it ran
@@ -63,10 +63,12 @@ def measure_run(run_dir: Path) -> None:
     wall = timing["wall_s"]
     ran = [p for p in timing["pretraining"].values() if p.get("this_run")]
     pre_steps = sum(p.get("step_time_s") or 0.0 for p in ran)
+    probes = sum(p.get("probe_time_s") or 0.0 for p in ran)
     steps, features, cell = cells["step_time_s"].sum(), cells["feature_time_s"].sum(), cells["cell_time_s"].sum()
     parts = [
         ("pretraining iterations", pre_steps, False),
-        ("pretraining runner, kNN probes, checkpoints", timing.get("pretraining_s", 0.0) - pre_steps, True),
+        ("pretraining kNN probes (evaluation)", probes, False),
+        ("pretraining runner, data, checkpoints", timing.get("pretraining_s", 0.0) - pre_steps - probes, True),
         ("cell training / validation / test iterations", steps, False),
         ("cells filling the feature cache (encoder)", features, False),
         ("set-up inside cells (runner, model, data)", cell - steps - features, True),

@@ -78,6 +78,7 @@ def test_sweep_spec_pretrains_then_fine_tunes_on_the_exported_encoder(tmp_path, 
     assert timing["cells"] == 1 and stages == pytest.approx(timing["wall_s"], abs=0.1)
     mae = timing["pretraining"]["mae"]
     assert mae["this_run"] and 0 < mae["step_time_s"] <= mae["wall_time_s"] <= timing["pretraining_s"]
+    assert 0 < mae["probe_time_s"] < mae["wall_time_s"] - mae["step_time_s"]  # the kNN probes: outside iterations
     run_sweep(spec, run, console=console)  # everything is reused: the encoder and the finished cell
     assert "reusing" in console.export_text() and len(ResultStore(run).load()) == len(frame)
     timing = json.loads((run / "timing.json").read_text())
