@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import write_tiny_pretrain_config
 
 import backbones
 from benchmark.pretrain_stage import check_entries, encoder_path, pretrain_reference, run_pretraining
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY_MAE = dict(arch="vit_t16", img_size=32, patch_size=8, encoder_kwargs=dict(depth=2), decoder_dim=32,
                 decoder_depth=1, decoder_heads=2)  # fmt: skip
@@ -79,6 +84,11 @@ def test_sweep_spec_pretrains_then_fine_tunes_on_the_exported_encoder(tmp_path, 
     mae = timing["pretraining"]["mae"]
     assert mae["this_run"] and 0 < mae["step_time_s"] <= mae["wall_time_s"] <= timing["pretraining_s"]
     assert 0 < mae["probe_time_s"] < mae["wall_time_s"] - mae["step_time_s"]  # the kNN probes: outside iterations
+    split = subprocess.run([sys.executable, str(REPO / "perf" / "harness.py"), "--run", str(run)],
+                           capture_output=True, text=True, check=True).stdout.strip().splitlines()  # fmt: skip
+    assert "1 cells, 1 pretraining run(s)" in split[0] and split[-1].startswith("harness share ")
+    shares = [float(line.split()[-2]) for line in split[1:-1]]
+    assert sum(shares) == pytest.approx(100, abs=0.6)  # the parts add up to the wall time
     run_sweep(spec, run, console=console)  # everything is reused: the encoder and the finished cell
     assert "reusing" in console.export_text() and len(ResultStore(run).load()) == len(frame)
     timing = json.loads((run / "timing.json").read_text())
