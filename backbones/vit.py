@@ -104,11 +104,18 @@ class MultiModalViT(nn.Module):
             raise ValueError(f"modality shapes disagree ({shown}); every modality of a sample must cover the same "
                              "pixels: resample them to one grid first")  # fmt: skip
 
-    def embed(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Average the per-modality patch tokens: B x h x w x C (the ``mean`` fusion's one sequence)."""
+    def embed(self, inputs: Mapping[str, torch.Tensor], keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Average the per-modality patch tokens: B x h x w x C (the ``mean`` fusion's one sequence).
+
+        ``keep`` (M x B, 0/1 in ``modalities`` order, at least one 1 per sample) averages each sample over
+        its kept modalities only: a sample seen without some of its modalities.
+        """
         self._check_inputs(inputs)
-        tokens = [self.patch_embeds[m](inputs[m]) for m in self.modalities]
-        return torch.stack(tokens).mean(0)
+        tokens = torch.stack([self.patch_embeds[m](inputs[m]) for m in self.modalities])  # M x B x h x w x C
+        if keep is None:
+            return tokens.mean(0)
+        weights = keep.to(tokens.dtype)[..., None, None, None]
+        return (tokens * weights).sum(0) / weights.sum(0)
 
     def encode_inputs(self, inputs: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
         """The encoder's out_indices maps (B x C x h x w) for normalised inputs, fused as ``fusion`` says."""

@@ -73,8 +73,6 @@ class LabelledPool(PretrainPool):
     self-supervised method may use this class.
     """
 
-    target_keys = ("label", "mask")
-
     def __init__(self, *args, targets: Sequence[str] = ("label", "mask"), **kwargs) -> None:
         self.target_keys = tuple(targets)  # e.g. + "ndsm" for the control's height head; checked by the pool
         super().__init__(*args, **kwargs)

@@ -55,6 +55,8 @@ def test_height_head_learns_from_ndsm_and_its_gradient_reaches_the_encoder():
     inputs["dsm_valid"][:, :, :4, :4] = True
     targets["ndsm"][:, :, 4:, :] = float("nan")
     assert torch.isfinite(model.loss(inputs, targets)["loss_height"])
+    inputs["dsm_valid"][:] = False  # an all-nodata batch: zero, not NaN
+    assert model.loss(inputs, targets)["loss_height"].item() == 0.0
     assert "loss_height" not in _model().loss(*_batch())  # off by default
 
 

@@ -90,11 +90,16 @@ class SupervisedPretrain(BaseModel):
         if self.height_head is not None:
             height = F.pixel_shuffle(self.height_head(tokens.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), self.patch_size)
             truth = data_samples["ndsm"].float().reshape(height.shape)
-            valid = torch.isfinite(truth) & inputs.get("dsm_valid", torch.ones_like(truth, dtype=torch.bool)).reshape(
-                height.shape).bool()
-            # x 10: metres on the scale of the other heads' logits, as the depth task's height head does
-            losses["loss_height"] = self.weights["height"] * F.smooth_l1_loss(
-                10 * height[valid], truth[valid], beta=self.height_beta)
+            valid = torch.isfinite(truth)
+            if "dsm_valid" in inputs:
+                valid &= inputs["dsm_valid"].reshape(height.shape).bool()
+            # x 10: metres on the scale of the other heads' logits, as the depth task's height head does (which
+            # sits in tasks/, a layer above, so its loss is not importable here); an all-nodata batch gives a zero
+            # loss that keeps the graph, not NaN, as there.
+            height = 10 * height
+            beta = self.height_beta
+            loss = F.smooth_l1_loss(height[valid], truth[valid], beta=beta) if valid.any() else 0 * height.sum()
+            losses["loss_height"] = self.weights["height"] * loss
         return losses
 
     def _embed(self, x: dict[str, Tensor]) -> Tensor:
@@ -103,13 +108,10 @@ class SupervisedPretrain(BaseModel):
         that input too (the fused mean of RGB alone is another distribution than RGB + DSM)."""
         if not self.training or self.rgb_only_prob == 0.0 or "rgb" not in self.modalities or len(self.modalities) == 1:
             return self.student.embed(x)
-        self.student._check_inputs(x)
-        tokens = torch.stack([self.student.patch_embeds[m](x[m]) for m in self.modalities])  # M x B x h x w x C
-        keep = torch.ones(tokens.shape[:2], device=tokens.device)  # M x B
-        rgb_only = torch.rand(tokens.shape[1], device=tokens.device) < self.rgb_only_prob
-        keep[[i for i, m in enumerate(self.modalities) if m != "rgb"]] = (~rgb_only).float()
-        keep = keep[..., None, None, None]
-        return (tokens * keep).sum(0) / keep.sum(0)
+        rgb = x["rgb"]
+        rgb_only = torch.rand(rgb.shape[0], device=rgb.device) < self.rgb_only_prob
+        keep = torch.stack([torch.ones_like(rgb_only) if m == "rgb" else ~rgb_only for m in self.modalities])  # M x B
+        return self.student.embed(x, keep)
 
     def forward(self, inputs: dict[str, Tensor], data_samples=None, mode: str = "loss"):
         if mode == "loss":
