@@ -175,8 +175,9 @@ class PretrainRunner(Runner):
         # Wall time of this call: a resumed run reports its last segment (the log has the earlier ones).
         # step_time_s: the seconds inside iterations (mmengine's iteration timer), for the harness share.
         timer = self.message_hub.log_scalars.get("train/time")
-        steps = round(float(sum(timer.data[0])), 1) if timer is not None else None
-        self.export_encoder(wall_time_s=round(time.perf_counter() - start, 1), step_time_s=steps)
+        # Stored unrounded: on a fast machine two tiny iterations sum to under 0.05 s, which rounded to 0.0.
+        steps = float(sum(timer.data[0])) if timer is not None else None
+        self.export_encoder(wall_time_s=time.perf_counter() - start, step_time_s=steps)
         return model
 
     @master_only
@@ -191,7 +192,7 @@ class PretrainRunner(Runner):
         if getattr(self, "probe_history", None):
             extra_meta["probe_knn"] = self.probe_history
         if getattr(self, "probe_time_s", None):
-            extra_meta["probe_time_s"] = round(self.probe_time_s, 1)
+            extra_meta["probe_time_s"] = self.probe_time_s
         if getattr(self, "teacher_momentum", None):
             extra_meta["teacher_momentum"] = self.teacher_momentum
         if data.get("augment"):
