@@ -154,7 +154,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 def _cmd_results_verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
-    result = verify(args.run_dir)
+    result = verify(args.run_dir, fix=args.fix)
     for check, problems in result.problems.items():
         mark = "[green]ok[/green]" if not problems else f"[red]{len(problems)} problem(s)[/red]"
         console.print(f"{check:11s} {mark}")
@@ -278,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = results_sub.add_parser("verify", help="duplicates, missing cells, non-finite values, CSV vs parquet, stale "
                                "rows, mixed code versions; exit 1 when anything is found")  # fmt: skip
     p.add_argument("run_dir", help="a sweep's output folder")
+    p.add_argument("--fix", action="store_true", help="first fold appended cells into results.parquet / .csv "
+                   "and rewrite a CSV that is behind the parquet file")  # fmt: skip
     p.set_defaults(func=_cmd_results_verify)
 
     p = sub.add_parser("report", help="write a run's report: Markdown, LaTeX table, self-contained HTML")

@@ -27,13 +27,14 @@ from pathlib import Path
 from mmengine.dist import is_main_process
 from rich.console import Console
 
+from rsbench.watchdog import CellStalled, CellWatchdog
 from tasks import TrainBudget
 from tasks.engine import init_distributed
 
 from . import preemption
 from .progress import SweepProgress
 from .provenance import config_hash
-from .sweep import SLURM_KEYS, Cell, SweepRunner, SweepSpec, cell_config, expand_cells
+from .sweep import SLURM_KEYS, Cell, SweepRunner, SweepSpec, cell_config, cell_key, expand_cells
 
 #: ``--slurm`` / spec ``slurm`` keys -> submitit AutoExecutor parameters (generic ones reach every cluster).
 SUBMITIT_PARAMETERS = {
@@ -89,7 +90,7 @@ def run_logged(runner: SweepRunner, cell: Cell, capture_output: bool,
 
     cfg = cell_config(runner.spec, cell)
     chash = config_hash(cfg)
-    if not runner.force and chash in runner.store.done_config_hashes():
+    if not runner.force and runner.store.cell_status(chash, cell_key(cfg)) == "ok":
         return CellOutcome(cell, "skipped")
     log = cell_log_path(runner.run_dir, cell, chash)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -100,8 +101,17 @@ def run_logged(runner: SweepRunner, cell: Cell, capture_output: bool,
     with open(log, "a") as fh:  # a cell that runs again (after a failure, --force) adds to its log
         fh.write("\n".join(header))
     start = time.perf_counter()
-    with _output_to(log) if capture_output else nullcontext():
-        rows = runner.run_cell(cell, progress)
+
+    def abandon(reason: str) -> None:  # the cell is stuck for good: record it before the watchdog ends the process
+        runner.store.append(runner.failed_rows(cell, f"failed: {reason}", time.perf_counter() - start))
+
+    rows = None
+    try:
+        with _output_to(log) if capture_output else nullcontext(), \
+                CellWatchdog(log, floor_s=runner.spec.stall_timeout_s, on_abandon=abandon):
+            rows = runner.run_cell(cell, progress)
+    except CellStalled as exc:  # raised between run_cell's end and the watchdog's: the cell did stall
+        rows = rows or runner.failed_rows(cell, f"failed: {exc}", time.perf_counter() - start)
     _release_memory()
     if is_main_process():  # under DDP every rank ran the cell; rank 0 alone records it
         runner.store.append(rows)
@@ -332,7 +342,7 @@ class SweepClock:
 
         total = time.perf_counter() - self.started
         write_json_atomic(Path(run_dir) / "timing.json", {
-            "created": self.created, "wall_s": round(total, 2), **{k: round(v, 2) for k, v in self.stages.items()},
+            "created": self.created, "wall_s": total, **self.stages,  # unrounded: display rounds
             "pretraining": self.pretraining, **extra,
         })  # fmt: skip
 
@@ -391,15 +401,19 @@ def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console
         runner.prepare(cells)  # missing data fails here, once; synthetic data is generated before the clock starts
     clock.lap("data_s")
     parallel = jobs if launcher == "local" or jobs > 1 else max(len(cells), 1)  # Slurm: all at once unless capped
-    with SweepProgress(console, cells, spec, runner.run_dir, parallel) as display:
-        if launcher == "slurm" and cells:
-            run_submitit(runner, cells, slurm, jobs, display)
-        elif jobs > 1:
-            run_pool(runner, cells, jobs, display)
-        else:
-            for cell in cells:
-                display.started(cell, total=TrainBudget(**spec.budget(cell.task, cell.dataset)).max_iters)
-                display.finished(run_logged(runner, cell, False, progress=display.iteration_callback(cell)))
+    try:
+        with SweepProgress(console, cells, spec, runner.run_dir, parallel) as display:
+            if launcher == "slurm" and cells:
+                run_submitit(runner, cells, slurm, jobs, display)
+            elif jobs > 1:
+                run_pool(runner, cells, jobs, display)
+            else:
+                for cell in cells:
+                    display.started(cell, total=TrainBudget(**spec.budget(cell.task, cell.dataset)).max_iters)
+                    display.finished(run_logged(runner, cell, False, progress=display.iteration_callback(cell)))
+    finally:  # stopped or finished: one results.parquet / .csv for pandas and the report
+        if is_main_process():
+            runner.store.consolidate()
     clock.lap("cells_s")
     if not is_main_process():
         return runner.run_dir

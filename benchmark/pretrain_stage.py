@@ -83,6 +83,8 @@ def run_pretraining(
     log: Callable[[str], None] = print,
 ) -> dict[str, Path]:
     """Run every entry whose encoder does not exist yet; return name -> encoder path."""
+    from tasks.engine import release_runner
+
     from .pretrain import build_runner  # heavy (registers all methods); only when a stage runs
 
     paths = {}
@@ -97,7 +99,10 @@ def run_pretraining(
         if progress is not None:
             runner.register_hook(ProgressHook(partial(progress, e.name)), priority="VERY_LOW")
         start = time.perf_counter()
-        runner.train()
+        try:
+            runner.train()
+        finally:
+            release_runner(runner)  # its log file stays open otherwise, for the rest of the sweep
         log(f"pretrain {e.name}: {e.config} done in {time.perf_counter() - start:.0f} s -> {path}")
     return paths
 
@@ -140,7 +145,12 @@ def pretraining_table(run_dir: str | Path):
             "input": f"{meta.get('img_size', '?')} px / patch {meta.get('patch_size', '?')}",
             "modalities": "+".join(meta.get("modalities", [])), "data": meta.get("train_data", ""),
             "samples": meta.get("train_samples"), "batch": meta.get("batch_size"), "epochs": meta.get("epochs"),
-            "iterations": meta.get("iters"), "wall time (s)": meta.get("wall_time_s"),
+            "iterations": meta.get("iters"), "wall time (s)": _round(meta.get("wall_time_s"), 1),
             "config": Path(str(meta.get("config", ""))).name,
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _round(value, digits: int):
+    """Display rounding of a stored (unrounded) time; ``None`` stays ``None``."""
+    return None if value is None else round(float(value), digits)

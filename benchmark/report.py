@@ -281,7 +281,10 @@ def report_run(
 ) -> list[Path]:
     """Load a run's results, print its method x task table, write figures and the report files."""
     run_dir = Path(run_dir)
-    frame = load_results(run_dir) if frame is None else frame
+    if frame is None:
+        if run_dir.is_dir():
+            ResultStore(run_dir).consolidate()  # cells appended by a stopped sweep join the table
+        frame = load_results(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir
     report = build_report(frame, run_dir, out_dir, title, task_kwargs)
     written = [fig.path for fig in report.figures] + write_report(report, out_dir, formats)

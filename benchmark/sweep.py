@@ -69,6 +69,9 @@ class SweepSpec:
     slurm: dict = field(default_factory=dict)  # defaults for --executor slurm (SLURM_KEYS)
     # Pretraining runs done first, into RUN_DIR/pretrain/NAME; a backbone uses one as checkpoint="pretrain:NAME".
     pretrain: list[dict] = field(default_factory=list)
+    # A cell with no progress (no iteration, no feature batch) for max(this, 20 x its longest gap so far) seconds
+    # becomes a failed row with every thread's stack in its log (rsbench.watchdog); numbers never depend on it.
+    stall_timeout_s: float = 600.0
 
     @classmethod
     def from_file(cls, path: str | Path) -> SweepSpec:
@@ -450,8 +453,9 @@ def pretrain_summary(checkpoint: str) -> str:
 
 def failure_status(exc: BaseException) -> str:
     """``failed: <reason>`` for a row: our own errors speak for themselves, others keep their type."""
+    from rsbench.watchdog import CellStalled
     from tasks.engine import NonFiniteLossError
 
-    own = isinstance(exc, NonFiniteLossError)
+    own = isinstance(exc, NonFiniteLossError | CellStalled)
     text = str(exc) if own else f"{exc.__class__.__name__}: {exc}"
     return f"failed: {text}".splitlines()[0][:300]

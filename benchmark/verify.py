@@ -5,7 +5,8 @@ Checks, each a list of problems (empty = fine):
 * ``duplicates``: a (config hash, metric) with more than one row;
 * ``missing``: cells of the run's spec (``RUN_DIR/sweep_spec.json``, written by every sweep) without an ``ok`` row;
 * ``non-finite``: ``ok`` rows whose value is NaN or infinite;
-* ``csv``: ``results.csv`` that does not hold the same rows as ``results.parquet``;
+* ``csv``: ``results.csv`` that does not hold the same rows as ``results.parquet``, or cells appended since the
+  last consolidation (part files not yet folded into the table; ``--fix`` folds them in);
 * ``stale``: rows whose config hash is no cell of the spec under this checkout's code (another code version,
   or a spec that changed since);
 * ``mixed``: ``ok`` rows from more than one code fingerprint.
@@ -44,14 +45,18 @@ def save_spec(spec, run_dir: str | Path) -> Path:
     return write_json_atomic(Path(run_dir) / SPEC_FILE, asdict(spec))
 
 
-def verify(run_dir: str | Path) -> Verification:
+def verify(run_dir: str | Path, fix: bool = False) -> Verification:
+    """The checks of the module docstring; ``fix`` first folds appended parts into the table and resyncs the CSV."""
     from .provenance import config_hash
     from .sweep import SweepSpec, cell_config, expand_cells
 
     run_dir = Path(run_dir)
     store = ResultStore(run_dir)
-    if not store.parquet.is_file():
-        raise FileNotFoundError(f"{run_dir} has no results.parquet; give the folder a sweep wrote into")
+    if not store.exists():
+        raise FileNotFoundError(f"{run_dir} has no results; give the folder a sweep wrote into")
+    if fix:
+        store.consolidate()
+        store.sync_csv()
     try:
         frame = store.load()
     except Exception as exc:  # a truncated or foreign file
@@ -83,9 +88,13 @@ def verify(run_dir: str | Path) -> Verification:
 
 
 def _csv_problems(store: ResultStore, frame: pd.DataFrame) -> list[str]:
+    pending = len(store._part_files())
+    if pending:
+        return [f"{pending} cell(s) appended since the last consolidation are not in {store.parquet.name} / "
+                f"{store.csv.name} yet (a sweep still running, or one that was stopped): --fix folds them in"]
     if not store.csv.is_file():
         return [f"{store.csv} is missing"]
-    csv = pd.read_csv(store.csv)
+    csv = pd.read_csv(store.csv, dtype={"config_hash": str})
     if len(csv) != len(frame):
         return [f"{len(csv)} rows in the CSV, {len(frame)} in the parquet file"]
     key = ["config_hash", "metric"]

@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from mmdet.evaluation.functional import eval_map
-from mmdet.evaluation.functional.mean_ap import tpfp_default
+from mmdet.evaluation.functional import average_precision
+from mmdet.evaluation.functional.mean_ap import get_cls_results, tpfp_default
 from mmdet.models.dense_heads import CenterNetHead
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmdet.structures import DetDataSample
@@ -252,6 +252,33 @@ def _numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
 
 
+def voc_map(det_results: list[list[np.ndarray]], annotations: list[dict], iou_thr: float = 0.5
+            ) -> tuple[float, list[tuple[float, int]]]:  # fmt: skip
+    """VOC mAP (area mode) and each class's (AP, number of ground-truth boxes): ``eval_map``'s numbers, in-process.
+
+    mmdet's ``eval_map`` matches images in a ``multiprocessing.Pool`` (forked, even with ``nproc=1``); forking a
+    sweep process that has threads (rich's refresh thread, torch's pool) once left a worker waiting forever on
+    a lock held at fork time and froze the demo. This is ``eval_map``'s own serial path, step for step, with
+    mmdet's per-class functions (``get_cls_results``, ``tpfp_default``, ``average_precision``); the test holds
+    it equal to ``eval_map``.
+    """
+    eps = np.finfo(np.float32).eps
+    per_class = []
+    for c in range(len(det_results[0]) if det_results else 0):
+        cls_dets, cls_gts, cls_ignore = get_cls_results(det_results, annotations, c)
+        matched = [tpfp_default(d, g, i, iou_thr) for d, g, i in zip(cls_dets, cls_gts, cls_ignore)]
+        num_gts = int(sum(g.shape[0] for g in cls_gts))
+        scores = np.vstack(cls_dets)[:, -1]
+        order = np.argsort(-scores)
+        tp = np.cumsum(np.hstack([m[0] for m in matched])[:, order], axis=1)
+        fp = np.cumsum(np.hstack([m[1] for m in matched])[:, order], axis=1)
+        recalls = (tp / np.maximum(num_gts, eps))[0]
+        precisions = (tp / np.maximum(tp + fp, eps))[0]
+        per_class.append((float(average_precision(recalls, precisions, "area")), num_gts))
+    aps = [ap for ap, n in per_class if n > 0]
+    return (float(np.mean(aps)) if aps else 0.0), per_class
+
+
 def area_ap(recalls: np.ndarray, precisions: np.ndarray) -> np.ndarray:
     """VOC "area" AP of each row, the value of mmdet's ``average_precision(..., mode="area")``, vectorised.
 
@@ -357,11 +384,10 @@ class DetectionMetric(TiledMetric):
             for r in results
         ]
         anns = [{"bboxes": r["gt_boxes"], "labels": r["gt_labels"]} for r in results]
-        # eval_map matches images in a forked Pool; one worker is plenty for tile-sized splits.
-        map50, per_class = eval_map(dets, anns, iou_thr=self.iou_thr, logger="silent", nproc=1)
-        out = {"mAP50": 100 * float(map50), "mAP": 100 * self._coco_map(results)}
-        for name, res in zip(self.class_names, per_class):
-            out[f"AP50.{name}"] = 100 * float(res["ap"]) if res["num_gts"] > 0 else float("nan")
+        map50, per_class = voc_map(dets, anns, iou_thr=self.iou_thr)
+        out = {"mAP50": 100 * map50, "mAP": 100 * self._coco_map(results)}
+        for name, (ap, num_gts) in zip(self.class_names, per_class):
+            out[f"AP50.{name}"] = 100 * ap if num_gts > 0 else float("nan")
         return out
 
     def _coco_map(self, results: list) -> float:

@@ -29,6 +29,8 @@ from mmengine.runner import Runner, set_random_seed
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from rsbench.watchdog import beat
+
 from .base import PROTOCOLS, Task, TrainBudget
 from .features import FeatureCache, FrozenBackbone, WithFeatures, compute_split_features, root_and_indices
 
@@ -90,6 +92,55 @@ class ProgressHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         self.callback(runner.iter + 1, runner.max_iters)
+
+
+class HeartbeatHook(Hook):
+    """Tells the cell's watchdog (``rsbench.watchdog``) which loop is making progress: a stall becomes a failed
+    row naming the loop, not a frozen sweep."""
+
+    priority = "VERY_HIGH"
+
+    def _beat(self, mode: str, batch_idx: int) -> None:
+        beat(f"{mode} loop, iteration {batch_idx + 1}")
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        self._beat("train", runner.iter)
+
+    def before_val_iter(self, runner, batch_idx, data_batch=None) -> None:
+        self._beat("val", batch_idx)
+
+    def before_test_iter(self, runner, batch_idx, data_batch=None) -> None:
+        self._beat("test", batch_idx)
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        beat("val loop, after its metric")
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        beat("test loop, after its metric")
+
+
+def release_runner(runner: Runner) -> None:
+    """Close what an mmengine Runner leaves behind in a long-lived process.
+
+    mmengine keeps every runner's logger (with its open log file), message hub (every logged scalar) and
+    visualizer in class-level registries for the life of the process: a sweep of a thousand cells in one
+    process held a thousand open log files (EMFILE at the common ``ulimit -n`` of 1024) and their histories.
+    """
+    from mmengine.logging import MessageHub
+    from mmengine.visualization import Visualizer
+
+    name = runner.experiment_name
+    logger = runner.logger
+    for handler in list(logger.handlers):
+        if isinstance(handler, logging.FileHandler):
+            handler.close()
+            logger.removeHandler(handler)
+    try:
+        runner.visualizer.close()
+    except Exception:  # a backend that was never opened has nothing to close
+        pass
+    for registry in (MMLogger, MessageHub, Visualizer):
+        registry._instance_dict.pop(name, None)
 
 
 class FiniteLossHook(Hook):
@@ -270,7 +321,7 @@ def finetune(
     train_loader = _loader(train_set, budget.batch_size, collate, InfiniteSampler(train_set, shuffle=True, seed=seed))
     # DefaultSampler: in order, and sharded across ranks the way mmengine's evaluator gathers results back.
     test_loader = _loader(test_set, budget.eval_batch_size, collate, DefaultSampler(test_set, shuffle=False))
-    hooks: list[Hook] = [FiniteLossHook()] + ([StopHook(should_stop)] if should_stop else [])
+    hooks: list[Hook] = [HeartbeatHook(), FiniteLossHook()] + ([StopHook(should_stop)] if should_stop else [])
     keep_best = None
     val_interval = iterations + 1  # no validation
     extra = {}
@@ -317,14 +368,17 @@ def finetune(
         **extra,
     )
     start = time.perf_counter()
-    runner.train()
-    metrics = runner.test()  # the one and only read of the test split
-    wall = time.perf_counter() - start
-    losses = runner.message_hub.get_scalar("train/loss").data[0].tolist()
-    step_time = 0.0
-    for mode in ("train", "val", "test"):  # IterTimerHook's per-iteration wall time of each loop
-        if f"{mode}/time" in runner.message_hub.log_scalars:
-            step_time += float(np.sum(runner.message_hub.get_scalar(f"{mode}/time").data[0]))
+    try:
+        runner.train()
+        metrics = runner.test()  # the one and only read of the test split
+        wall = time.perf_counter() - start
+        losses = runner.message_hub.get_scalar("train/loss").data[0].tolist()
+        step_time = 0.0
+        for mode in ("train", "val", "test"):  # IterTimerHook's per-iteration wall time of each loop
+            if f"{mode}/time" in runner.message_hub.log_scalars:
+                step_time += float(np.sum(runner.message_hub.get_scalar(f"{mode}/time").data[0]))
+    finally:
+        release_runner(runner)
     device = str(next(model.parameters()).device)
     if device.startswith("cuda"):
         device = torch.cuda.get_device_name()

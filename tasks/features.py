@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
 from backbones.normalize import normalize_modalities
+from rsbench.watchdog import beat
 
 #: Sample / batch key of the cached encoder features of the (first-date) inputs; views add a suffix.
 FEATURES = "features"
@@ -123,6 +124,7 @@ def compute_split_features(backbone: FrozenBackbone, dataset: Dataset, view: Map
     """Encoder maps of every sample of ``dataset`` for ``view``, stacked per level (N x C x h x w)."""
     levels: list[list[Tensor]] = []
     for start in range(0, len(dataset), chunk):
+        beat(f"feature pass, sample {start} of {len(dataset)}")
         samples = [view_inputs(dataset[i], view) for i in range(start, min(start + chunk, len(dataset)))]
         feats = backbone.encode({k: torch.cat([s[k] for s in samples]) for k in samples[0]})
         if not levels:

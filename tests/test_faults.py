@@ -145,18 +145,29 @@ def test_a_corrupt_results_store_is_one_line(tmp_path, capsys):
 def test_a_full_disk_mid_write_leaves_the_store_whole(tmp_path, monkeypatch):
     store = ResultStore(tmp_path)
     store.append([dict(config_hash="a", metric="m", value=1.0, status="ok")])
-    real = pd.DataFrame.to_csv
+    store.consolidate()
+    real_csv, real_parquet = pd.DataFrame.to_csv, pd.DataFrame.to_parquet
 
-    def full_disk(self, path, *args, **kwargs):  # the parquet file was written, the CSV runs out of space
-        real(self.head(1), path, *args, **kwargs)
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def full_disk(real):
+        def write(self, path, *args, **kwargs):  # half the file is written, then the disk runs out of space
+            real(self.head(1), path, *args, **kwargs)
+            raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
+        return write
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full_disk(real_parquet))  # an append: its part file
     with pytest.raises(OSError, match="No space left"):
         store.append([dict(config_hash="b", metric="m", value=2.0, status="ok")])
     monkeypatch.undo()
-    assert store.load()["config_hash"].tolist() == ["a"]  # the old table, whole
-    assert not list(tmp_path.glob("*.tmp")) and len(pd.read_csv(store.csv)) == 1
+    assert store.load()["config_hash"].tolist() == ["a"] and not list(tmp_path.rglob("*.tmp"))
+    store.append([dict(config_hash="b", metric="m", value=2.0, status="ok")])
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk(real_csv))  # a consolidation: parquet written, CSV not
+    with pytest.raises(OSError, match="No space left"):
+        store.consolidate()
+    monkeypatch.undo()
+    assert store.load()["config_hash"].tolist() == ["a", "b"]  # the old table, whole, and the part still applies
+    assert not list(tmp_path.rglob("*.tmp")) and len(pd.read_csv(store.csv)) == 1
+    assert store.consolidate() and len(pd.read_csv(store.csv)) == 2
 
 
 def test_data_list_names_the_registered_datasets(capsys):
@@ -329,7 +340,7 @@ def test_sigterm_during_a_sweep_loses_no_row_and_the_rerun_matches(tmp_path):
     cut = _rsbench("sweep", str(spec), "--run-dir", str(tmp_path / "cut"), cwd=tmp_path)
     deadline = time.time() + 300
     while time.time() < deadline:  # stop it in the middle of a cell after the first one finished
-        frame = ResultStore(tmp_path / "cut").load() if (tmp_path / "cut" / "results.parquet").exists() else None
+        frame = ResultStore(tmp_path / "cut").load() if ResultStore(tmp_path / "cut").exists() else None
         if frame is not None and frame["config_hash"].nunique() >= 1:
             break
         time.sleep(0.2)

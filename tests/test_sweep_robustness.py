@@ -49,14 +49,18 @@ def _session_ends(sid: int, timeout: float) -> bool:
 
 
 def _check_store(run_dir, finished: bool = True) -> pd.DataFrame:
-    """No duplicated (cell, metric) row, parquet and CSV equal; after a finished run no temporary file either
-    (a killed writer may leave one, which the next write removes)."""
-    frame = ResultStore(run_dir).load()
+    """No duplicated (cell, metric) row and no half-written part; after a finished run the consolidated parquet and
+    CSV hold every row (a killed run leaves parts, which the next run folds in) and no temporary file is left."""
+    store = ResultStore(run_dir)
+    frame = store.load()
     assert not frame.duplicated(["config_hash", "metric"]).any()
+    if not finished:
+        return frame
+    assert not list(run_dir.glob("results.parts/*/*.parquet")), "a finished sweep leaves its rows consolidated"
     csv = pd.read_csv(run_dir / "results.csv", dtype={"config_hash": str})
     assert len(csv) == len(frame) and csv["value"].tolist() == frame["value"].tolist()
     assert list(csv["config_hash"]) == list(frame["config_hash"])
-    assert not finished or not list(run_dir.glob("*.tmp"))
+    assert not list(run_dir.rglob("*.tmp"))
     return frame
 
 
@@ -113,14 +117,32 @@ WRITER = textwrap.dedent(
 )
 
 
+CONSOLIDATOR = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from benchmark.results import ResultStore
+
+    store = ResultStore(sys.argv[1])
+    while not Path(sys.argv[2]).exists():  # fold parts in while the writers append, until they are done
+        store.consolidate()
+    """
+)
+
+
 @pytest.mark.slow
-def test_two_writers_at_once_leave_a_consistent_store(tmp_path):
+def test_two_writers_and_a_consolidation_at_once_leave_a_consistent_store(tmp_path):
+    done = tmp_path / "writers-done"
+    folding = subprocess.Popen([sys.executable, "-c", CONSOLIDATOR, str(tmp_path), str(done)], stderr=subprocess.PIPE)
     procs = [
         subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), name], stderr=subprocess.PIPE)
         for name in ("a", "b")
     ]
     for proc in procs:
         assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()[-2000:]
+    done.touch()
+    assert folding.wait(timeout=120) == 0, folding.stderr.read().decode()[-2000:]
+    ResultStore(tmp_path).consolidate()  # what the end of a sweep does
     frame = _check_store(tmp_path)
     expected = {f"{w}-{i}" for w in "ab" for i in range(40)} | {f"shared-{i}" for i in range(10)}
     assert set(frame["config_hash"]) == expected
