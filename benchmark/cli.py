@@ -30,8 +30,8 @@ def _cmd_backbones(args: argparse.Namespace) -> int:
     for col in ("name", "method", "arch", "description"):
         table.add_column(col)
     for name in backbones.list_backbones(args.pattern):
-        spec = backbones.get_spec(name)
-        table.add_row(name, spec.method, spec.arch, spec.description)
+        entry = backbones.get_entry(name)
+        table.add_row(name, entry.method, entry.arch, entry.description)
     console.print(table)
     return 0
 

@@ -1,4 +1,10 @@
-"""``rsbench pretrain CONFIG``: a registered mmengine runner that also exports the encoder."""
+"""``rsbench pretrain CONFIG``: a registered mmengine runner that also exports the encoder.
+
+The runner and the kNN probe hook register into ``rsbench.registry`` (``RUNNERS``, ``HOOKS``) when this module is
+imported, which ``build_runner`` (the only way the harness builds one) guarantees; the methods, hooks and pools a
+config names register through the registries' discovery (this module imports ``backbones`` and ``rsdatasets``).
+So nothing below this layer names this module.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +20,9 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
+import rsdatasets  # noqa: F401  (declares the pretraining pools' package to the registries)
 from backbones import save_encoder_checkpoint
-from rsbench.registry import HOOKS, RUNNERS, import_plugins
+from rsbench.registry import HOOKS, RUNNERS, registered
 from tasks.engine import QuietConsoleMixin, init_distributed
 
 from .provenance import REPO_ROOT, code_version
@@ -237,7 +244,6 @@ def build_runner(
     quiet: bool = False,
 ) -> Runner:
     """The runner a pretraining config asks for (``runner_type``), as mmengine's tools/train.py does."""
-    import_plugins()  # a plugin's pretraining method must be registered before the config names it
     config = Path(config)
     if not config.is_file():
         raise FileNotFoundError(f"pretraining config {config} does not exist; see configs/pretrain/")
@@ -256,7 +262,7 @@ def build_runner(
     # whatever scope an earlier runner in this process left current (e.g. a fine-tuning runner's).
     runner_cls = RUNNERS.get(cfg.runner_type) if "runner_type" in cfg else Runner
     if runner_cls is None:
-        raise KeyError(f"runner_type {cfg.runner_type!r} is not registered; known: {sorted(RUNNERS.module_dict)}")
+        raise KeyError(f"runner_type {cfg.runner_type!r} is not registered; known: {sorted(registered(RUNNERS))}")
     if quiet:  # inside a sweep: a progress bar shows the run, the log file has everything
         runner_cls = type(f"Quiet{runner_cls.__name__}", (QuietConsoleMixin, runner_cls), {})
     from .preemption import PreemptionHook

@@ -5,9 +5,11 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import isolate_registry
 
 DATASET = '''
 import torch
@@ -166,3 +168,28 @@ def test_a_plugin_task_dataset_and_method_run_end_to_end(tmp_path):
     assert 0 <= row["value"] < 1 and row["ci_low"] <= row["value"] <= row["ci_high"]
     # the report ranks the plugin's lower-is-better metric with the arrow its task declared
     assert "toy_task ABSERR ↓" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_a_file_dropped_into_a_package_registers_itself(monkeypatch):
+    """The other route of the one registry rule: a module file inside ``rsdatasets/`` or ``tasks/`` is found when
+    the package is scanned (the first lookup), with no import line and no location list anywhere."""
+    import rsdatasets
+    import tasks
+    from rsbench.registry import BENCHMARK_DATASETS, TASKS
+
+    dropped = {rsdatasets: ("zz_dropped_dataset", DATASET.replace('"toy_data"', '"dropped_data"')),
+               tasks: ("zz_dropped_task", TASK.replace('"toy_task"', '"dropped_task"'))}  # fmt: skip
+    for registry in (BENCHMARK_DATASETS, TASKS):
+        isolate_registry(monkeypatch, registry, rescan=True)  # the next lookup scans again, the new files too
+    paths = []
+    try:
+        for package, (name, source) in dropped.items():
+            path = Path(package.__file__).parent / f"{name}.py"
+            path.write_text(textwrap.dedent(source))
+            paths.append((path, f"{package.__name__}.{name}"))
+        assert "dropped_data" in rsdatasets.list_datasets()
+        assert "dropped_task" in tasks.list_tasks()
+    finally:
+        for path, module in paths:
+            path.unlink(missing_ok=True)
+            sys.modules.pop(module, None)
