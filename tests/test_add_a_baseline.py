@@ -16,9 +16,9 @@ from torch.utils.data import Subset
 
 import backbones
 from benchmark import cli
-from benchmark.sweep import SweepSpec
+from benchmark.running.spec import SweepSpec
 from rsbench.registry import BACKBONES
-from tasks import TrainBudget, finetune, get_task
+from tasks import FinetunePlan, TrainBudget, finetune, get_task
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "add_a_baseline.md"
 NAME = "my_convnext_atto"
@@ -66,8 +66,10 @@ def test_trained_by_a_task_at_batch_sizes_4_and_1(plugin, data, tmp_path):
     for batch, norm in ((4, "BN"), (1, "GN")):
         task = get_task("segmentation", head_channels=16, norm=norm)
         budget = TrainBudget(max_iters=3, batch_size=batch, eval_batch_size=batch, lr=1e-3, warmup_iters=0)
-        result = finetune(task, build, Subset(train, range(8)), Subset(test, range(4)), ("rgb", "dsm"), budget, 0,
-                          tmp_path / str(batch))  # fmt: skip
+        result = finetune(FinetunePlan(
+            task, build, Subset(train, range(8)), Subset(test, range(4)), ("rgb", "dsm"), budget, 0,
+            tmp_path / str(batch)
+        ))  # fmt: skip
         assert len(result.loss_history) == 3 and all(math.isfinite(v) for v in result.loss_history)
         assert 0 <= result.metrics["mIoU"] <= 100
 
