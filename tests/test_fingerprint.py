@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from mmengine.config import Config
 
 from benchmark.running.cell_runner import CellRunner
 from benchmark.running.cells import cell_config, cell_key, expand_cells
@@ -38,6 +39,21 @@ def test_the_cell_key_of_a_fixed_cell_is_pinned():
 def test_presets_on_a_shared_base_keep_their_cells(preset, digest):
     spec = SweepSpec.from_file(REPO / "configs" / "sweeps" / f"{preset}.py").with_pretrained("/tmp/rd")
     assert _digest([c.cell_key for c in expand_cells(spec)]) == digest
+
+
+@pytest.mark.parametrize("config, digest", [
+    ("cmid_resnet50_rgb-dsm_1xb32-2e_synthetic64.py", "231a1271200542d7"),
+    ("cmid_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", "ee7af668dde6200e"),
+    ("mae_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", "8014c7779847c239"),
+    ("mssdf_vit-b16_rgb-dsm_16xb32-500e_hr-pairs.py", "371c21f73591d09a"),
+    ("mssdf_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", "d1d8fd14730a3dcb"),
+    ("supervised_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", "6f4dd3056d69d6d2"),
+])  # fmt: skip
+def test_pretraining_configs_resolve_as_before_and_inherit_the_cpu_base_not_mssdf(config, digest):
+    path = REPO / "configs" / "pretrain" / config
+    assert _digest(Config.fromfile(str(path)).to_dict()) == digest
+    if not config.startswith("mssdf") and "vit-t8" in config:
+        assert "_base_/cpu_vit-t8" in path.read_text() and "mssdf" not in path.read_text().split("_base_ =")[1][:80]
 
 
 def test_changing_the_interval_code_leaves_every_stored_cell_fresh(tmp_path):
