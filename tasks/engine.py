@@ -108,6 +108,28 @@ def apply_speed_options(model: nn.Module, budget: TrainBudget) -> nn.Module:
     return model
 
 
+def with_cached_features(task: Task, backbone: FrozenBackbone, splits: dict[str, Dataset | None],
+                         modalities: Sequence[str], cache: FeatureCache, key: str) -> dict[str, WithFeatures]:
+    """The frozen protocol's splits with their encoder features from ``cache`` (computed on a miss), per view.
+
+    Features are cached per ``key`` (what they are of: checkpoint, dataset, modalities), root split and view;
+    the fit and validation parts share the train split's features.
+    """
+    views = task.feature_views(modalities)
+    cached = {}
+    for split, dataset in splits.items():
+        if dataset is None:
+            continue
+        root_split = "test" if split == "test" else "train"  # val and fit parts share the train split
+        parts = {}
+        root = root_and_indices(dataset)[0]
+        for name, view in views.items():
+            cache_key = f"{key}|{root_split}|{sorted(view.items())}"
+            parts[name] = (view, cache.get(cache_key, partial(compute_split_features, backbone, root, view)))
+        cached[split] = WithFeatures(dataset, parts)
+    return cached
+
+
 def _loader(dataset: Dataset, batch_size: int, collate, sampler) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, num_workers=0)
 
@@ -157,19 +179,7 @@ def finetune(
         backbone = FrozenBackbone(backbone)
         if feature_cache is not None:
             splits = {"train": train_set, "val": val_set, "test": test_set}
-            views = task.feature_views(modalities)
-            cached = {}
-            for split, dataset in splits.items():
-                if dataset is None:
-                    continue
-                root_split = "test" if split == "test" else "train"  # val and fit parts share the train split
-                parts = {}
-                root = root_and_indices(dataset)[0]
-                for key, view in views.items():
-                    cache_key = f"{feature_key}|{root_split}|{sorted(view.items())}"
-                    parts[key] = (view, feature_cache.get(cache_key, partial(compute_split_features, backbone, root,
-                                                                              view)))  # fmt: skip
-                cached[split] = WithFeatures(dataset, parts)
+            cached = with_cached_features(task, backbone, splits, modalities, feature_cache, feature_key)
             train_set, val_set, test_set = cached["train"], cached.get("val"), cached["test"]
     feature_time = time.perf_counter() - feature_start if feature_cache is not None else 0.0
     model = apply_speed_options(task.build_model(backbone, modalities), budget)
