@@ -8,6 +8,7 @@ cell's data, plan and training) -> ``rows`` + ``tilestats`` into the ``store``, 
 (the pretraining runner and the sweep's first stage).
 
 May import ``tasks``, ``rsdatasets``, ``backbones`` and ``rsbench``; never ``benchmark.analysis`` or the CLI:
-a sweep hands its rows to whatever summary its caller passes in. Only ``spec``, ``cells``, ``cell_runner`` and
-``splits`` decide numbers (``provenance.RESULT_CODE``: a change there makes stored cells stale).
+a sweep hands its rows to whatever summary its caller passes in. Only ``spec``, ``cells``, ``cell_runner``,
+``rows`` and ``splits`` decide what a row stores (``provenance.RESULT_CODE``: a change there makes stored cells
+stale).
 """

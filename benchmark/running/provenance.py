@@ -37,7 +37,8 @@ def code_version() -> str:
 #: reports: all computed when a run is read, from what the cells stored) are left out, so such commits keep a
 #: store valid.
 RESULT_CODE = ("backbones", "tasks", "rsdatasets", "benchmark/running/spec.py", "benchmark/running/cells.py",
-               "benchmark/running/cell_runner.py", "benchmark/running/splits.py")  # fmt: skip
+               "benchmark/running/cell_runner.py", "benchmark/running/rows.py",
+               "benchmark/running/splits.py")  # fmt: skip
 
 
 @cache
