@@ -149,3 +149,24 @@ def test_tracking_settings_are_checked_before_any_cell(tmp_path, capsys):
     scenes = make_image_folder(tmp_path / "scenes")
     assert _sweep("image_folder", scenes, tmp_path / "run", "classification", 32, track="neptune") == 2
     assert "unknown tracking backend(s) ['neptune']" in capsys.readouterr().err
+
+
+def test_wandb_and_mlflow_backends_are_offline_or_local_and_tagged(tmp_path):
+    """Their packages are not dependencies (not installed here): the backends are built, not started."""
+    from mmengine.registry import VISBACKENDS
+
+    from tasks.tracking import Tracking
+
+    tags = dict(backbone="mae_vit_b16", checkpoint="x.pth", task="segmentation", dataset="mmseg_segmentation",
+                protocol="frozen", fraction=0.05, split_seed=1, train_seed=2, config_hash="0123456789abcdef")
+    settings = {"backends": ["tensorboard", "wandb", "mlflow"], "project": "rsbench"}
+    config = Tracking(settings, tmp_path / "tracking", tags).visualizer()
+    # the Runner's Visualizer gives a backend without save_dir its log folder; so does this
+    local, board, wandb, mlflow = (VISBACKENDS.build({"save_dir": str(tmp_path / "log"), **b})
+                                   for b in config["vis_backends"])  # fmt: skip
+    name = "segmentation_mmseg_segmentation_mae_vit_b16_frozen_f0.05_s1-2_01234567"
+    assert type(local).__name__ == "LocalVisBackend" and board._save_dir.endswith(f"tensorboard/{name}")
+    assert wandb._init_kwargs["mode"] == "offline" and wandb._init_kwargs["name"] == name
+    assert "fraction:0.05" in wandb._init_kwargs["tags"] and wandb._init_kwargs["config"]["train_seed"] == 2
+    assert mlflow._tracking_uri == f"file://{(tmp_path / 'tracking' / 'mlflow' / 'mlruns').resolve()}"
+    assert mlflow._tags["split_seed"] == "1" and mlflow._run_name == name and mlflow._exp_name == "rsbench"

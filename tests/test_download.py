@@ -101,8 +101,9 @@ def _leftovers(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
-def test_good_archive_is_verified_unpacked_into_the_readers_layout_and_not_fetched_twice(tmp_path, server, archive,
-                                                                                         monkeypatch, capsys):  # fmt: skip
+def test_good_archive_is_verified_unpacked_into_the_readers_layout_and_not_fetched_twice(
+    tmp_path, server, archive, monkeypatch, capsys
+):
     data, sha = archive
     _register(monkeypatch, server, data, sha, md5=hashlib.md5(data).hexdigest())
     root = tmp_path / "ucm"
