@@ -1,14 +1,15 @@
 """``change_pairs``: bi-temporal change detection in the ``A/``, ``B/``, ``label/`` layout.
 
-LEVIR-CD, WHU-CD, CDD and S2Looking ship this tree, and the common change-detection code bases
+LEVIR-CD, WHU-CD and CDD ship this tree (S2Looking a variant of it), and the common change-detection code bases
 (BIT-CD, ChangeFormer) read it with a ``list/`` folder of split files::
 
     ROOT/A/<name>  ROOT/B/<name>  ROOT/label/<name>   (+ optional ROOT/list/{train,val,test}.txt)
     ROOT/{train,val,test}/{A,B,label}/<name>          (split folders)
 
 A date-2 image has the date-1 image's file name; the label may have another suffix (``x.jpg`` with
-``x.png``). The folder names are options (``t1_dir``, ``t2_dir``, ``label_dir``: S2Looking's
-``Image1``/``Image2``/``label``, CDD's ``A``/``B``/``OUT``). Split lists name one pair per line (file
+``x.png``). The folder names are options (``t1_dir``, ``t2_dir``, ``label_dir``: CDD's ``A``/``B``/``OUT``,
+S2Looking's ``Image1``/``Image2``; its ``label1``/``label2`` maps are colour images, which are refused here:
+write them as one band first). Split lists name one pair per line (file
 name, with or without suffix). Without lists or split folders, a seeded split stratified by whether a
 pair changed is drawn and recorded in ``metainfo["split_protocol"]``.
 

@@ -1,10 +1,10 @@
 # Template: binary change detection on your own image pairs in the A/B/label layout (rsdatasets/change_pairs.py;
-# docs/datasets.md, "Your own data"). LEVIR-CD, WHU-CD, CDD and S2Looking ship this tree:
+# docs/datasets.md, "Your own data"). LEVIR-CD, WHU-CD and CDD ship this tree:
 #
 #   ROOT/A/<name>  ROOT/B/<name>  ROOT/label/<name>    labels 0/255 or 0/1 (change = the larger value)
 #   ROOT/list/{train,val,test}.txt                     optional split lists (else ROOT/{train,val,test}/A ... or a
 #                                                      seeded split stratified by change, recorded in every row)
-#   other folder names: dataset options t1_dir=Image1 t2_dir=Image2 label_dir=label (S2Looking), label_dir=OUT (CDD)
+#   other folder names: dataset options t1_dir, t2_dir, label_dir (CDD: label_dir=OUT threshold=128, JPEG masks)
 #
 # 1. rsbench data check ROOT --dataset change_pairs --dataset-options crop=256
 # 2. rsbench sweep configs/sweeps/your_change_pairs.py --cfg-options dataset.root=ROOT --dry-run
