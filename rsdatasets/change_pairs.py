@@ -40,6 +40,7 @@ from .generic import (
     read_list,
     seeded_split,
     split_fractions,
+    value_counts,
 )
 from .scene_classification import Transforms
 
@@ -160,8 +161,7 @@ class ChangePairs(CheckedReader, ChangeDetectionDataset):
                 values: dict[str, int] = {}
                 if "label" in headers:
                     try:
-                        found, counts = np.unique(read_label(label, self.name), return_counts=True)
-                        values = {str(int(v)): int(n) for v, n in zip(found, counts)}
+                        values = value_counts(read_label(label, self.name))
                     except DatasetFileError as err:
                         problems.append((str(err.path), err.problem))
                 records.append({"shapes": shapes, "problems": problems, "values": values})

@@ -122,6 +122,16 @@ def read_label(path: Path, dataset: str) -> np.ndarray:
     return label
 
 
+def value_counts(label: np.ndarray) -> dict[str, int]:
+    """``{value: pixels}`` of a label raster (JSON keys); a bincount for 8/16-bit labels, which is several times
+    faster than ``np.unique``'s sort on large masks."""
+    if label.dtype in (np.uint8, np.uint16, np.bool_):
+        counts = np.bincount(label.ravel().astype(np.int64, copy=False))
+        return {str(v): int(counts[v]) for v in np.flatnonzero(counts)}
+    found, counts = np.unique(label, return_counts=True)
+    return {str(int(v)): int(n) for v, n in zip(found, counts)}
+
+
 def to_unit(array: np.ndarray, scale: float | None, path: Path, dataset: str) -> np.ndarray:
     """Pixels as float32 in [0, 1]: divided by ``scale`` (default: the dtype's maximum; floats as they are)."""
     if scale is None:

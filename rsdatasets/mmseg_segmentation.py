@@ -46,6 +46,7 @@ from .generic import (
     read_label,
     read_pixels,
     to_unit,
+    value_counts,
 )
 from .scene_classification import Transforms, as_image, check_index
 
@@ -223,9 +224,7 @@ class MMSegSegmentation(GenericDataset):
             values: dict[str, int] = {}
             if "mask" in headers:
                 try:
-                    mask = read_label(item["mask"], self.name)
-                    found, counts = np.unique(mask, return_counts=True)
-                    values = {str(int(v)): int(n) for v, n in zip(found, counts)}
+                    values = value_counts(read_label(item["mask"], self.name))
                 except DatasetFileError as err:
                     problems.append((str(err.path), err.problem))
             records.append({"shapes": shapes, "problems": problems, "values": values})
