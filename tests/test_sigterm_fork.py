@@ -1,8 +1,8 @@
 """A process forked while rsbench's SIGTERM handler is installed still dies on SIGTERM.
 
-mmdet's ``eval_map`` (the detection metric) computes in a forked ``multiprocessing.Pool`` and ends it with
-SIGTERM; a worker that kept the parent's graceful handler ignored that and the cell hung in ``join`` for ever
-(seen in a one-cell detection sweep under ``rsbench sweep``)."""
+``multiprocessing.Pool`` ends its forked workers with SIGTERM; a worker that kept the parent's graceful handler
+ignored that and the parent hung in ``join`` for ever (seen with mmdet's ``eval_map`` in a one-cell detection
+sweep under ``rsbench sweep``, before the detection metric stopped forking)."""
 
 import multiprocessing
 import signal
