@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from itertools import product
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from mmengine.config import Config
@@ -28,6 +29,7 @@ import backbones
 from rsdatasets import build_dataset, dataset_class, list_datasets
 from tasks import PROTOCOLS, TrainBudget, finetune, get_task
 from tasks.features import FeatureCache
+from tasks.tracking import Tracking, parse_tracking
 
 from .preemption import stop_requested
 from .pretrain_stage import check_entries, encoder_path, pretrain_reference
@@ -72,15 +74,20 @@ class SweepSpec:
     # A cell with no progress (no iteration, no feature batch) for max(this, 20 x its longest gap so far) seconds
     # becomes a failed row with every thread's stack in its log (rsbench.watchdog); numbers never depend on it.
     stall_timeout_s: float = 600.0
+    # Experiment tracking of every cell's curves (tasks/tracking.py): "tensorboard", "wandb", "mlflow", a list or a
+    # dict. Not in any cell's hash: it changes no number, so turning it on or off never makes a row stale.
+    tracking: Any = None
 
     @classmethod
-    def from_file(cls, path: str | Path) -> SweepSpec:
-        """Read a sweep config; unknown or missing fields get one clear error."""
+    def from_file(cls, path: str | Path, overrides: dict | None = None) -> SweepSpec:
+        """Read a sweep config (``overrides``: mmengine ``--cfg-options`` keys); unknown or missing fields get one
+        clear error."""
         # Names starting with "_" are the spec file's own helper variables.
         try:
             loaded = Config.fromfile(str(path))
         except SyntaxError as exc:  # one line naming the file and line, not a traceback
             raise ValueError(f"{path}:{exc.lineno}: syntax error in the sweep spec: {exc.msg}") from exc
+        loaded.merge_from_dict(overrides or {})
         cfg = {k: v for k, v in loaded.to_dict().items() if not k.startswith("_")}
         known = set(cls.__dataclass_fields__)
         extra = sorted(set(cfg) - known)
@@ -120,6 +127,7 @@ class SweepSpec:
                     f"(relative paths are taken from the current directory); {how}"
                 )
         check_entries(self.pretrain, [b.get("checkpoint") for b in self.backbones])
+        parse_tracking(self.tracking)
         unknown_tasks = sorted(set(self.datasets) - set(self.tasks))
         if unknown_tasks:
             raise ValueError(f"datasets are given for {unknown_tasks}, which are not in tasks {self.tasks}")
@@ -392,6 +400,11 @@ class SweepRunner:
             base["train_options"] = budget.options()
             labelled = self.subset(task, cell)
             base["n_train"] = len(labelled)
+            if split := (getattr(labelled.dataset, "metainfo", None) or {}).get("split_protocol"):
+                base["data_split"] = split  # how a reader without official splits drew them (rsdatasets/generic.py)
+            settings = parse_tracking(self.spec.tracking)
+            tracking = Tracking(settings, self.run_dir / "tracking", {**asdict(cell), "config_hash": chash}) \
+                if settings else None
             fit, val = self.split_for_selection(task, labelled, budget, cell.split_seed)
             result = finetune(
                 task,
@@ -409,6 +422,7 @@ class SweepRunner:
                 feature_cache=self.features if cell.protocol == "frozen" else None,
                 feature_key=self.feature_key(cell, cfg, modalities),
                 should_stop=stop_requested,
+                tracking=tracking,
             )
         except Exception as exc:  # a failed cell is a row with its reason
             work_dir.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,7 @@ TASKS = Registry("task", scope="rsbench", locations=[
 BENCHMARK_DATASETS = Registry("benchmark dataset", scope="rsbench", locations=[
     "rsdatasets.synthetic", "rsdatasets.isprs", "rsdatasets.us3d", "rsdatasets.scene_classification",
     "rsdatasets.change_detection", "rsdatasets.detection",
+    "rsdatasets.image_folder", "rsdatasets.mmseg_segmentation", "rsdatasets.change_pairs", "rsdatasets.voc_detection",
 ])  # fmt: skip
 def import_plugins() -> None:
     """Import the modules named in ``$RSBENCH_PLUGINS``; they register whatever they define (an imported module

@@ -33,6 +33,7 @@ from rsbench.watchdog import beat
 
 from .base import PROTOCOLS, Task, TrainBudget
 from .features import FeatureCache, FrozenBackbone, WithFeatures, compute_split_features, root_and_indices
+from .tracking import Tracking
 
 
 class NonFiniteLossError(RuntimeError):
@@ -265,6 +266,7 @@ def finetune(
     feature_cache: FeatureCache | None = None,
     feature_key: str = "",
     should_stop: Callable[[], bool] | None = None,
+    tracking: Tracking | None = None,
 ) -> FinetuneResult:
     """Train ``task`` on ``train_set``, select on ``val_set``, then evaluate once on ``test_set``.
 
@@ -275,7 +277,8 @@ def finetune(
 
     ``protocol="frozen"`` freezes the encoder (``tasks.features``); with ``feature_cache`` its
     features are computed once per split and view under ``feature_key`` + split + view, and reused
-    by every later cell with the same key, else they are recomputed every step. The training seed
+    by every later cell with the same key, else they are recomputed every step. ``tracking`` sends the training
+    curves to TensorBoard / W&B / MLflow as well (``tasks.tracking``). The training seed
     fixes weight init, batch order and augmentation; the backbone is built after seeding (hence a
     factory) so the same seed gives the same numbers on CPU. ``launcher="pytorch"`` (under
     torchrun) or ``"slurm"`` trains one cell with DDP through mmengine: each rank draws its own
@@ -338,6 +341,7 @@ def finetune(
         )
     if progress:
         hooks.append(ProgressHook(progress))
+    hooks += tracking.hooks() if tracking is not None else []  # curves to TensorBoard / W&B / MLflow; no number changes
     test_metric = task.build_metric()  # kept: its per-tile statistics are read after the test
     runner = QuietConsoleRunner(
         model=model,
@@ -355,10 +359,11 @@ def finetune(
         test_cfg=dict(),
         test_evaluator=[test_metric],
         default_hooks=dict(
-            logger=dict(type="LoggerHook", interval=budget.log_interval),
+            logger=dict(type="LoggerHook", interval=budget.log_interval, **(tracking.logger() if tracking else {})),
             checkpoint=None,  # cells report metrics; a checkpoint per cell would only fill the disk
         ),
         custom_hooks=hooks,
+        visualizer=tracking.visualizer() if tracking is not None else None,
         randomness=dict(seed=seed),
         launcher=launcher,
         env_cfg=ddp.get("env_cfg", dict(dist_cfg=dict(backend="nccl"))),
