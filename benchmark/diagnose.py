@@ -22,12 +22,19 @@ from pathlib import Path
 FUSED = "fused"
 
 
-def probe_tokens(encoder, data, max_samples: int = 100, streams: bool = True) -> tuple[dict, object]:
+def has_streams(encoder) -> bool:
+    """Whether each modality can run through the encoder alone (a ViT with one patch embedding per modality)."""
+    return hasattr(encoder, "patch_embeds") and hasattr(encoder, "encode")
+
+
+def probe_tokens(encoder, data, max_samples: int = 100, streams: bool = True,
+                 fused: bool = True) -> tuple[dict, object]:  # fmt: skip
     """({stream: T x N x C raw final tokens}, T x N token classes) of the first ``max_samples`` tiles of ``data``.
 
     As ``KNNProbeHook._probe``: batches of 25, normalised inputs, the encoder's own frozen forward (its last
     map), and each token's class the dominant segmentation class of its cell. ``streams`` adds each
-    modality alone (a ViT's patch embedding of that modality through the shared transformer).
+    modality alone (a ViT's patch embedding of that modality through the shared transformer); ``fused=False``
+    leaves out the encoder's own forward (the probe hook has those tokens already).
     """
     import torch
     import torch.nn.functional as F
@@ -36,8 +43,8 @@ def probe_tokens(encoder, data, max_samples: int = 100, streams: bool = True) ->
     from tasks.features import frozen_parts
 
     encode = frozen_parts(encoder)[0]
-    per_modality = streams and hasattr(encoder, "patch_embeds") and hasattr(encoder, "encode")
-    names = [*(encoder.modalities if per_modality else ()), FUSED]
+    per_modality = streams and has_streams(encoder)
+    names = [*(encoder.modalities if per_modality else ()), *([FUSED] if fused else [])]
     tokens = {name: [] for name in names}
     labels = []
     n = min(len(data), max_samples)
@@ -49,12 +56,12 @@ def probe_tokens(encoder, data, max_samples: int = 100, streams: bool = True) ->
             for start in range(0, n, 25):
                 samples = [data[i] for i in range(start, min(start + 25, n))]
                 x = normalize_modalities({k: torch.stack([s[k] for s in samples]) for k in keys if k in samples[0]})
-                maps = {FUSED: encode(x)[-1]}
+                maps = {FUSED: encode(x)[-1]} if fused else {}
                 if per_modality:
                     maps.update({m: encoder.encode(encoder.patch_embeds[m](x[m]))[-1] for m in encoder.modalities})
                 for name, last in maps.items():  # B x C x h x w -> B x hw x C
                     tokens[name].append(last.flatten(2).transpose(1, 2).float())
-                h, w = maps[FUSED].shape[-2:]
+                h, w = next(iter(maps.values())).shape[-2:]
                 for sample in samples:
                     mask = sample["mask"].long()
                     ph, pw = mask.shape[0] // h, mask.shape[1] // w
@@ -65,22 +72,33 @@ def probe_tokens(encoder, data, max_samples: int = 100, streams: bool = True) ->
     return {name: torch.cat(t) for name, t in tokens.items()}, torch.stack(labels)
 
 
-def decompose_encoder(encoder, data, max_samples: int = 100, k: int = 10) -> dict[str, dict]:
-    """{stream: ``decompose_tokens`` result} for an encoder on a labelled split (see :func:`probe_tokens`)."""
+def decompose_encoder(encoder, data, max_samples: int = 100, k: int = 10, fused=None) -> dict[str, dict]:
+    """{stream: ``decompose_tokens`` result} for an encoder on a labelled split (see :func:`probe_tokens`).
+
+    ``fused``: (T x N x C tokens, T x N classes) the caller already read from the encoder's own forward (the
+    probe hook's), so only the single-modality streams are encoded here.
+    """
     from backbones.diagnostics import decompose_tokens
 
-    tokens, labels = probe_tokens(encoder, data, max_samples)
+    if fused is None:
+        tokens, labels = probe_tokens(encoder, data, max_samples)
+    else:
+        tokens, labels = probe_tokens(encoder, data, max_samples, fused=False) if has_streams(encoder) else ({}, None)
+        if labels is not None and (labels.shape != fused[1].shape or (labels != fused[1]).any()):
+            raise ValueError("the fused tokens given were read from other tiles than the streams")
+        tokens[FUSED], labels = fused
     return {name: decompose_tokens(t, labels, k) for name, t in tokens.items()}
 
 
-def log_decomposition(runner, encoder, data, max_samples: int, k: int, epoch: int) -> dict[str, dict]:
+def log_decomposition(runner, encoder, data, max_samples: int, k: int, epoch: int, fused=None) -> dict[str, dict]:
     """The decomposition beside ``KNNProbeHook``'s probe lines: in the log, on ``runner.probe_decomposition``
-    and, one JSON object per probe, in ``<log_dir>/probe_decomposition.jsonl``."""
+    and, one JSON object per probe, in ``<log_dir>/probe_decomposition.jsonl``. ``fused``: the probe's own
+    tokens and classes (see :func:`decompose_encoder`)."""
     from mmengine.dist import is_main_process
 
     from backbones.diagnostics import format_decomposition
 
-    result = decompose_encoder(encoder, data, max_samples, k)
+    result = decompose_encoder(encoder, data, max_samples, k, fused)
     runner.logger.info(f"token decomposition (raw final tokens, k={k}, {result[FUSED]['tiles']} tiles) after epoch "
                        f"{epoch}:\n" + "\n".join(format_decomposition(result)))  # fmt: skip
     entry = {"epoch": epoch, "streams": result}

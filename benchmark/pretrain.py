@@ -135,7 +135,8 @@ class KNNProbeHook(Hook):
         if self.decompose:
             from .diagnose import log_decomposition
 
-            log_decomposition(runner, encoder, self._data, n, self.k, epoch)
+            fused = (torch.stack(tokens), torch.stack(token_labels))  # this probe's own tokens, read once
+            log_decomposition(runner, encoder, self._data, n, self.k, epoch, fused)
 
 
 @RUNNERS.register_module()

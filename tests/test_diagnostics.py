@@ -159,7 +159,11 @@ def test_the_decomposition_logged_by_the_probe_hook_matches_its_token_knn(val_ti
                              logger=MMLogger.get_instance("t_decompose"))  # fmt: skip
     hook._probe(runner, epoch=0)
     fused = runner.probe_decomposition[-1]["streams"][FUSED]
-    assert round(fused["knn_raw"], 2) == hook.history[-1]["token"]  # the same tokens, the same vote
+    assert round(fused["knn_raw"], 2) == hook.history[-1]["token"]  # the probe's tokens, the same vote
+    # rsbench diagnose reads the tiles itself: the same tokens as the probe, so the same raw kNN and shares
+    alone = decompose_encoder(encoder, val_tiles, max_samples=40)
+    assert alone[FUSED]["knn_raw"] == fused["knn_raw"]
+    assert alone[FUSED]["variance"] == pytest.approx(fused["variance"], abs=1e-12)
     assert encoder.training  # the probe and the decomposition leave the mode as they found it
     line = json.loads((tmp_path / "probe_decomposition.jsonl").read_text().splitlines()[0])
     assert line["epoch"] == 0 and set(line["streams"]) == {"rgb", "dsm", FUSED}
