@@ -247,3 +247,26 @@ def test_unchanged_state_puts_buffers_counters_and_random_state_back():
         model.queue += 1
         model.counter += 1
     assert torch.equal(torch.rand(2), expected) and model.queue.sum() == 0 and model.counter == 5
+
+
+@pytest.mark.slow  # two tiny pretraining runs
+def test_a_run_with_every_diagnostic_ends_with_the_same_encoder_bit_for_bit(tmp_path):
+    from conftest import write_tiny_pretrain_config
+
+    model = {k: v for k, v in TINY.items() if k not in ("type", "_scope_")}
+    states = {}
+    for name, hooks in (
+        ("without", "dict(type='KNNProbeHook', interval=1, decompose=False)"),
+        ("with", "dict(type='KNNProbeHook', interval=1), dict(type='LossGradientHook', interval=1)"),
+    ):
+        (tmp_path / name).mkdir()
+        cfg = write_tiny_pretrain_config(tmp_path / name, "mssdf_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", model, 2)
+        cfg.write_text(cfg.read_text().replace(f"root={str(tmp_path / name / 'data')!r}", f"root={str(tmp_path)!r}")
+                       + "custom_hooks = [dict(type='TeacherEMAHook', momentum='auto'), dict(type='MaskingCurriculumHook',"
+                       f" epoch_scale=250), {hooks}]\n")  # fmt: skip
+        assert main(["pretrain", str(cfg), "--work-dir", str(tmp_path / name / "work")]) == 0
+        states[name] = torch.load(tmp_path / name / "work" / "encoder.pth", weights_only=True)["state_dict"]
+    assert all(torch.equal(states["with"][k], v) for k, v in states["without"].items())
+    logs = list((tmp_path / "with" / "work").rglob("loss_gradients.jsonl"))
+    assert logs and len(logs[0].read_text().splitlines()) == 4  # every iteration of 2 epochs x 2
+    assert list((tmp_path / "with" / "work").rglob("probe_decomposition.jsonl"))
