@@ -96,6 +96,7 @@ def test_alignment_on_the_decoder_sends_its_gradient_through_the_decoders_not_th
     model, losses = _losses(align_on="decoder")
     losses["loss_align"].backward()
     assert model.shared_proj[0].weight.grad is None  # no projector on this path, as in the official code
+    assert not model.shared_proj[0].weight.requires_grad  # so neither the optimiser nor DDP waits for one
     assert model.rec_head.weight.grad.abs().sum() > 0
     assert model.student.vit.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
 

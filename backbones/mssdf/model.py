@@ -177,6 +177,8 @@ class MSSDF(BaseModel):
             raise ValueError(f"align_on must be one of {ALIGN_ON}, got {align_on!r}")
         self.target_layers, self.target_norm, self.target_ffn = target_layers, target_norm, target_ffn
         self.align_on = align_on
+        if align_on != "encoder":  # the projector is then in no loss: DDP would wait for its gradients forever
+            self.shared_proj.requires_grad_(False)
         # Share of the patches kept visible in the DSM whatever the curriculum's p (MaskingCurriculumHook sets it).
         self.dsm_min_visible = dsm_min_visible
         self._steps = 0
