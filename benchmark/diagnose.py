@@ -176,7 +176,7 @@ def checkpoint_gradients(model, batch: dict) -> dict:
     losses = model._run_forward(data, mode="loss")
     encoder = model.export_encoder() if hasattr(model, "export_encoder") else model
     report = loss_term_gradients(losses, list(encoder.parameters()))
-    report["losses"] = {k: float(v) for k, v in losses.items() if k.startswith("loss")}
+    report["losses"] = {k: float(v.detach()) for k, v in losses.items() if k.startswith("loss")}
     return report
 
 

@@ -183,6 +183,33 @@ def test_the_diagnose_command_on_an_encoder_checkpoint(val_tiles, val_root, tmp_
     assert saved["tokens"][FUSED]["knn_without_position"] is None  # NaN is written as null
 
 
+def test_the_diagnose_command_on_a_training_checkpoint(tmp_path, capsys):
+    from conftest import write_tiny_pretrain_config
+
+    from benchmark.diagnose import build_from_training_checkpoint
+
+    model_cfg = {k: v for k, v in TINY.items() if k not in ("type", "_scope_")}
+    cfg = write_tiny_pretrain_config(tmp_path, "mssdf_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", model_cfg)
+    torch.manual_seed(0)
+    model = MODELS.build(ConfigDict(TINY))
+    model.dsm_extra_p = 0.6
+    ckpt = tmp_path / "epoch_1.pth"
+    hub = MessageHub.get_instance("t_ckpt")
+    hub.update_scalar("train/dsm_extra_p", 0.6)
+    torch.save({"state_dict": model.state_dict(), "message_hub": hub.state_dict()}, ckpt)
+    loaded, _ = build_from_training_checkpoint(cfg, ckpt)
+    assert loaded.dsm_extra_p == 0.6  # masked as the run masked at that point
+    assert torch.equal(loaded.student.vit.blocks[0].attn.qkv.weight, model.student.vit.blocks[0].attn.qkv.weight)
+    out = tmp_path / "g.json"
+    argv = ["diagnose", str(ckpt), "--config", str(cfg), "--max-samples", "20", "--json", str(out),
+            "--cfg-options", "model.loss_weights.align=0"]  # fmt: skip
+    assert main(argv) == 0
+    assert "gradient norm on the encoder" in capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    assert set(saved["gradients"]["norms"]) == set(TERMS) and saved["gradients"]["norms"]["loss_align"] == 0.0
+    assert set(saved["tokens"]) == {"rgb", "dsm", FUSED}
+
+
 # --- gradients of the loss terms -------------------------------------------------------------------------
 
 
