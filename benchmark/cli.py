@@ -322,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", action="store_true", help="take the EMA teacher instead of the student")
     p.set_defaults(func=_cmd_convert)
 
+    from .diagnose import add_parser as add_diagnose_parser
+
+    add_diagnose_parser(sub, OptionsAction, DictAction)
+
     for name, helptext in (("sweep", "run a sweep spec"), ("demo", "run the demo sweep on the synthetic benchmark")):
         p = sub.add_parser(name, help=helptext)
         if name == "sweep":
