@@ -111,6 +111,8 @@ class LocalSlurm:
             "ProctrackType=proctrack/pgid\nTaskPlugin=task/none\nJobAcctGatherType=jobacct_gather/none\n"
             "MpiDefault=none\nSchedulerType=sched/backfill\nSelectType=select/cons_tres\n"
             "SelectTypeParameters=CR_Core\nReturnToService=2\n"
+            # The node has the CPUs written here even where the machine has fewer (a test may need two jobs at once).
+            "SlurmdParameters=config_overrides\n"
             # SIGTERM to SIGKILL after scancel / a time limit: Slurm's default of 30 s would only slow tests down.
             f"KillWait={self.kill_wait_s}\n"
             f"AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost={self.node}\n"

@@ -77,7 +77,8 @@ def cluster(tmp_path_factory):
             pytest.fail(f"RSBENCH_REQUIRE_SLURM is set but the Slurm test cannot run: {problem}")
         pytest.skip(f"real Slurm cluster: {problem}")
     # stopped even if a test fails; a requeued job may start again after 10 s (not Slurm's 120)
-    with LocalSlurm(tmp_path_factory.mktemp("slurm"), kill_wait_s=2, requeue_delay_s=10) as running:
+    with LocalSlurm(tmp_path_factory.mktemp("slurm"), cpus=max(2, os.cpu_count() or 1), kill_wait_s=2,
+                    requeue_delay_s=10) as running:  # fmt: skip
         yield running
 
 
@@ -129,7 +130,7 @@ def test_a_cancelled_job_fails_its_cell_a_preempted_one_is_requeued_and_a_rerun_
 
     first = _sweep(cluster, spec, run_dir, tmp_path / "first.out")
     deadline, running = time.monotonic() + 120, {}
-    while len(running) < 2:  # the cluster has 2 cores or more and every job takes 1: two cells run at once
+    while len(running) < 2:  # the node has 2 CPUs or more and every job takes 1: two cells run at once
         ended = first.poll() is not None and (tmp_path / "first.out").read_text()
         assert not ended, f"the sweep ended before two cells were seen running:\n{ended}"
         assert time.monotonic() < deadline, f"two cells did not run within 120 s:\n{cluster.tail('slurmctld')}"
