@@ -27,7 +27,7 @@ def modality_channels(modalities: Sequence[str], in_chans: Mapping[str, int] | N
 
 
 #: How the modalities of one sample meet in the encoder (``fusion=``).
-FUSIONS = ("mean", "late")
+FUSIONS = ("mean", "late", "late_concat")
 
 
 class MultiModalViT(nn.Module):
@@ -37,7 +37,10 @@ class MultiModalViT(nn.Module):
     one sequence, so RGB-only and RGB+DSM runs share the encoder and the token count.
     ``fusion="late"`` (MSSDF): each modality runs through the shared encoder as its own token
     sequence, exactly as MSSDF pretrains, and the modalities' feature maps are averaged after the
-    encoder; a method must be evaluated through the input it was pretrained on. Features of four
+    encoder; a method must be evaluated through the input it was pretrained on. ``fusion_weights``
+    (one weight per modality, in ``modalities`` order or by name; normalised to sum 1) weighs that
+    average instead. ``fusion="late_concat"`` concatenates the modalities' maps along the channels
+    (``out_channels`` = embedding width x modalities), so a task head can weigh each stream itself. Features of four
     evenly spaced blocks go through mmseg's ``Feature2Pyramid`` (a ViTDet-style simple feature
     pyramid) to strides 4, 8, 16, 32 (patch size 8 or 16).
     """
@@ -53,6 +56,7 @@ class MultiModalViT(nn.Module):
         drop_path_rate: float = 0.0,
         pyramid_norm: str = "BN",
         fusion: str = "mean",
+        fusion_weights: Mapping[str, float] | Sequence[float] | None = None,
         **timm_kwargs,
     ) -> None:
         super().__init__()
@@ -62,6 +66,7 @@ class MultiModalViT(nn.Module):
         self.modalities = tuple(modalities)
         self.patch_size = patch_size
         self.fusion = fusion
+        self.fusion_weights = self._fusion_weights(fusion_weights)
         self.vit = timm.create_model(
             arch,
             pretrained=False,
@@ -89,10 +94,28 @@ class MultiModalViT(nn.Module):
         rescales = {16: [4, 2, 1, 0.5], 8: [2, 1, 0.5, 0.25]}
         if patch_size not in rescales:
             raise ValueError(f"patch_size {patch_size} is not supported by the feature pyramid; use 8 or 16")
-        self.pyramid = Feature2Pyramid(embed_dim, rescales=rescales[patch_size], norm_cfg=dict(type=pyramid_norm))
+        width = embed_dim * (len(self.modalities) if fusion == "late_concat" else 1)
+        self.pyramid = Feature2Pyramid(width, rescales=rescales[patch_size], norm_cfg=dict(type=pyramid_norm))
         self.embed_dim = embed_dim
-        self.out_channels = [embed_dim] * 4
-        self.encoder_channels = [embed_dim] * 4  # the maps before the pyramid (frozen protocol)
+        self.out_channels = [width] * 4
+        self.encoder_channels = [width] * 4  # the maps before the pyramid (frozen protocol)
+
+    def _fusion_weights(self, weights) -> tuple[float, ...] | None:
+        """Late fusion's per-modality weights in ``modalities`` order, normalised to sum 1 (None: the plain mean)."""
+        if weights is None:
+            return None
+        if self.fusion != "late":
+            raise ValueError(f"fusion_weights weigh the late fusion's average; fusion is {self.fusion!r}")
+        if isinstance(weights, Mapping):
+            missing = [m for m in self.modalities if m not in weights]
+            if missing:
+                raise ValueError(f"fusion_weights lacks modalities {missing}")
+            weights = [weights[m] for m in self.modalities]
+        weights = [float(w) for w in (weights if isinstance(weights, Sequence) else [weights])]
+        if len(weights) != len(self.modalities) or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(f"fusion_weights needs {len(self.modalities)} non-negative weights (one per modality "
+                             f"{self.modalities}), not all zero; got {weights}")  # fmt: skip
+        return tuple(w / sum(weights) for w in weights)
 
     def _check_inputs(self, inputs: Mapping[str, torch.Tensor]) -> None:
         missing = [m for m in self.modalities if m not in inputs]
@@ -123,6 +146,10 @@ class MultiModalViT(nn.Module):
             return self.encode(self.embed(inputs))
         self._check_inputs(inputs)
         per_modality = [self.encode(self.patch_embeds[m](inputs[m])) for m in self.modalities]
+        if self.fusion == "late_concat":
+            return [torch.cat(level, 1) for level in zip(*per_modality)]
+        if self.fusion_weights is not None:
+            return [sum(w * f for w, f in zip(self.fusion_weights, level)) for level in zip(*per_modality)]
         return [torch.stack(level).mean(0) for level in zip(*per_modality)]
 
     def frozen_parts(self):

@@ -12,6 +12,7 @@ import argparse  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from mmengine.config import DictAction  # noqa: E402
@@ -23,6 +24,8 @@ from .running.provenance import REPO_ROOT  # noqa: E402
 console = Console()
 err_console = Console(stderr=True)
 DEMO_SPEC = REPO_ROOT / "configs" / "sweeps" / "demo.py"
+TRACK_HELP = ("send each cell's training curves to tensorboard, wandb and/or mlflow (comma-separated; local/offline), "
+              "tagged with backbone, task, fraction and seeds; overrides the spec's `tracking`")  # fmt: skip
 
 
 def _cmd_backbones(args: argparse.Namespace) -> int:
@@ -40,14 +43,15 @@ def _cmd_backbones(args: argparse.Namespace) -> int:
 
 def _cmd_data_list(args: argparse.Namespace) -> int:
     from rsdatasets import dataset_class, list_datasets
+    from rsdatasets.download import describe
 
-    table = Table(title="registered datasets")
-    for col in ("name", "class", "description"):
+    table = Table(title="registered datasets (download: yes = `rsbench data download NAME`; login / manual: by hand)")
+    for col in ("name", "class", "download", "description"):
         table.add_column(col)
     for name in list_datasets():
         cls = dataset_class(name)
         doc = (cls.__doc__ or "").strip().splitlines()
-        table.add_row(name, f"{cls.__module__}.{cls.__name__}", doc[0] if doc else "")
+        table.add_row(name, f"{cls.__module__}.{cls.__name__}", describe(name), doc[0] if doc else "")
     console.print(table)
     return 0
 
@@ -58,6 +62,14 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
     for split in args.splits:
         path = synthesize(root=args.root, split=split, seed=args.seed, size=args.size, n=args.n, progress=True)
         console.print(f"{split}: {path}")
+    return 0
+
+
+def _cmd_data_download(args: argparse.Namespace) -> int:
+    from rsdatasets.download import download
+
+    root = download(args.name, args.root, sha256=args.sha256, keep_archive=args.keep_archive)
+    console.print(f"{args.name}: {root} (check it: rsbench data check {root} --dataset {args.name})", soft_wrap=True)
     return 0
 
 
@@ -81,7 +93,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     spec_path = Path(args.spec)
     if not spec_path.is_file():
         raise FileNotFoundError(f"sweep spec {spec_path} does not exist; see configs/sweeps/ for examples")
-    spec = SweepSpec.from_file(spec_path)
+    spec = SweepSpec.from_file(spec_path, args.cfg_options)
+    if args.track is not None:  # experiment tracking changes no number and no cell hash (tasks/tracking.py)
+        spec = replace(spec, tracking=args.track)
+        spec.validate()
     run_dir = Path(args.run_dir) if args.run_dir else REPO_ROOT / "results" / "runs" / spec.name
     if args.dry_run:
         print_plan(spec.with_pretrained(run_dir), run_dir, console, force=args.force, jobs=args.jobs)
@@ -131,6 +146,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         modalities=args.modalities,
         budgets={args.task: dict(args.budget or {})},
         task_kwargs={args.task: dict(args.task_options or {})},
+        tracking=args.track,
     )
     spec.validate()
     if checkpoint:  # a checkpoint that does not load is bad input: one line, exit 2, no row
@@ -237,10 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", help="the dataset's folder as distributed")
     p.add_argument("--dataset", required=True, help="a name from `rsbench data list`")
     p.add_argument("--quick", action="store_true", help="headers only (GeoTIFF datasets), seconds instead of minutes")
-    p.add_argument(
-        "--options", nargs="+", action=OptionsAction, help="dataset options, e.g. image=IRRG tiles=2_10,2_11"
-    )
+    p.add_argument("--options", "--dataset-options", dest="options", nargs="+", action=OptionsAction,
+                   help="dataset options, e.g. image=IRRG tiles=2_10,2_11")  # fmt: skip
     p.set_defaults(func=_cmd_data_check)
+    p = data_sub.add_parser("download", help="download a dataset with a public direct link (sha256-verified, "
+                            "resumable) and unpack it in the layout its reader expects")  # fmt: skip
+    p.add_argument("name", help="a dataset marked 'yes' in `rsbench data list`")
+    p.add_argument("--root", default=None, help="target folder (default $RSBENCH_DATA_ROOT/NAME or data/NAME)")
+    p.add_argument("--sha256", default=None, help="the archive's sha256, if you verified another one")
+    p.add_argument("--keep-archive", action="store_true", help="keep the downloaded archive after unpacking")
+    p.set_defaults(func=_cmd_data_download)
 
     p = sub.add_parser("pretrain", help="pretrain a backbone with an mmengine config (MSSDF, ...)")
     p.add_argument("config", help="e.g. configs/pretrain/mssdf_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py")
@@ -265,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=["frozen", "finetune"], default="finetune",
                    help="frozen: encoder fixed, features cached, task side trained (classification: linear probe)")
     p.add_argument("--name", default="finetune", help="run name (results/runs/<name>)")
+    p.add_argument("--track", default=None, help=TRACK_HELP)
     p.add_argument("--run-dir", default=None)
     p.add_argument("--force", action="store_true", help="recompute even if this cell has a result")
     p.add_argument("--ddp", choices=["none", "pytorch", "slurm"], default="none",
@@ -302,6 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", action="store_true", help="take the EMA teacher instead of the student")
     p.set_defaults(func=_cmd_convert)
 
+    from .running.diagnose import add_parser as add_diagnose_parser
+
+    add_diagnose_parser(sub, OptionsAction, DictAction)
+
     for name, helptext in (("sweep", "run a sweep spec"), ("demo", "run the demo sweep on the synthetic benchmark")):
         p = sub.add_parser(name, help=helptext)
         if name == "sweep":
@@ -320,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="e.g. partition=gpu time_min=240 gpus=1 cpus=8 mem_gb=64 (docs/sweeps.md)")  # fmt: skip
         p.add_argument("--dry-run", action="store_true",
                        help="list the cells, their status and time estimate; run nothing")  # fmt: skip
+        p.add_argument("--track", default=None, help=TRACK_HELP)
+        p.add_argument("--cfg-options", nargs="+", action=DictAction, default=None,
+                       help="override spec fields, e.g. fractions=[1.0] train_seeds=[0] dataset.root=/data/x")
         p.set_defaults(func=_cmd_sweep if name == "sweep" else _cmd_demo)
     return parser
 

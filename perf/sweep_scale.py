@@ -104,6 +104,11 @@ class ScaleProbe(Task):
         return _AbsErr()
 
 
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=2000)
@@ -118,11 +123,16 @@ def main() -> None:
         budgets=dict(scale_probe=dict(max_iters=1, batch_size=4, warmup_iters=0, val_checks=0, log_interval=1)),
     )  # fmt: skip
     starts: list[float] = []
+    rss: list[float] = []  # MiB after each cell
+    files: list[int] = []
     real = launch.run_logged
 
     def timed(*a, **kw):
         starts.append(time.perf_counter())
-        return real(*a, **kw)
+        out = real(*a, **kw)
+        rss.append(_rss_mib())
+        files.append(len(os.listdir("/proc/self/fd")))
+        return out
 
     launch.run_logged = timed
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,6 +155,10 @@ def main() -> None:
           f"loops: median {1e3 * statistics.median(train):.0f} ms per cell")
     print(f"harness overhead per cell: median {1e3 * first:.0f} ms over the first {w} cells, "
           f"{1e3 * last:.0f} ms over the last {w}")
+    slope = np.polyfit(np.arange(len(rss) - w), np.asarray(rss[w:]), 1)[0] if len(rss) > 2 * w else float("nan")
+    print(f"sweep process: RSS {rss[0]:.0f} MiB after cell 1, {rss[w]:.0f} after cell {w + 1}, {rss[-1]:.0f} after "
+          f"cell {len(rss)} ({1024 * slope:+.1f} KiB per cell after cell {w + 1}); open files {files[0]} after cell 1, "
+          f"{files[-1]} after the last")
     print(f"overhead last {w} / first {w}: {last / first:.2f}x")
 
 

@@ -49,6 +49,11 @@ class CheckReport:
     bad_files: list[tuple[Path, str]] = field(default_factory=list)
     warnings: list[tuple[Path, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # splits that could not be opened (also in bad_files)
+    # Filled by the generic readers' check (their scan): split protocol, counts per class, file shapes.
+    protocols: dict[str, str] = field(default_factory=dict)  # split -> how it was made
+    class_counts: dict[str, Counter] = field(default_factory=dict)  # split -> class -> images/pixels/boxes
+    count_unit: str = ""
+    shapes: Counter = field(default_factory=Counter)  # (split, role, bands, dtype, "WxH") -> files
 
     @property
     def ok(self) -> bool:
@@ -64,7 +69,13 @@ class CheckReport:
         """A few plain-text lines: verdict, samples per split, label colours, bad files."""
         lines = [f"{self.dataset} at {self.root}: {'OK' if self.ok else 'PROBLEMS'}"]
         lines.append("samples: " + ", ".join(f"{s}={n} ({self.tiles[s]} tiles)" for s, n in self.crops.items()))
-        lines.append(f"files read: {len(self.files)}")
+        if self.files or not self.shapes:
+            lines.append(f"files read: {len(self.files)}")
+        lines += [f"{split}: {how}" for split, how in self.protocols.items()]
+        for split, counts in self.class_counts.items():
+            lines.append(f"{split} {self.count_unit} per class: " + ", ".join(f"{c}={n}" for c, n in counts.items()))
+        lines += [f"{split}: {n} {r} file(s), {b} band(s), {d}, {size}"
+                  for (split, r, b, d, size), n in sorted(self.shapes.items())]  # fmt: skip
         total = sum(self.label_colours.values())
         if total:
             unknown = sum(self.unknown_colours.values())
@@ -123,10 +134,13 @@ def check_dataset(name: str, root: str | Path, full: bool = True, unknown_tolera
     colours outside the legend exceeds ``unknown_tolerance`` is bad; a smaller share is a warning.
     """
     from . import dataset_class
+    from .generic import CheckedReader
 
     cls = dataset_class(name)
     if name == "synthetic":
         raise ValueError("dataset 'synthetic' is generated, not read from files; nothing to check")
+    if issubclass(cls, CheckedReader):  # the generic readers scan themselves (rsdatasets/generic.py)
+        return _check_scanned(name, cls, Path(root), kwargs, full)
     if not issubclass(cls, TiledRasterDataset):
         return _check_by_reading(name, cls, Path(root), kwargs)
     report = CheckReport(name, Path(root))
@@ -179,6 +193,42 @@ def _check_by_reading(name: str, cls: type, root: Path, kwargs: dict) -> CheckRe
     return report
 
 
+def _check_scanned(name: str, cls: type, root: Path, kwargs: dict, full: bool) -> CheckReport:
+    """Generic readers: each split is built with ``validate=False``, so its scan collects every problem
+    (sizes, label values, boxes) instead of stopping at the first; counts per class, file shapes and label
+    values come from the same scan. With ``full`` every sample is then decoded once more, which finds
+    truncated files that a header does not."""
+    report = CheckReport(name, root)
+    counted: set[str] = set()  # label values of a folder two splits read (test reading val/) count once
+    for split in cls.split_names:
+        try:
+            ds = cls(root=root, split=split, validate=False, **kwargs)
+        except (DatasetNotFoundError, DatasetFileError, ValueError) as err:  # layout, classes.json, options
+            report.errors.append(f"{split}: {err}")
+            path, reason = (err.path, err.problem) if isinstance(err, DatasetFileError) else (root, str(err))
+            report.bad_files.append((path, f"{split} split: {reason}"))
+            continue
+        summary = ds.scan_summary()
+        report.crops[split], report.tiles[split], report.protocols[split] = len(ds), len(ds.records), ds.split_protocol
+        report.class_counts[split], report.count_unit = summary.class_counts, summary.count_unit
+        report.shapes.update({(split, *key): n for key, n in summary.shapes.items()})
+        if ds.source not in counted:
+            counted.add(ds.source)
+            report.label_colours.update(summary.label_values)
+        report.legend.update(summary.legend)
+        report.warnings += [(root, f"{split}: {note}") for note in summary.notes]
+        if split != "train" and not len(ds):
+            report.warnings.append((root, f"{split} split is empty ({ds.split_protocol})"))
+        report.bad_files += [p for p in ds.problems if p not in report.bad_files]
+        for index in range(len(ds)) if full else ():
+            try:
+                ds[index]
+            except DatasetFileError as err:
+                if err.path not in {p for p, _ in report.bad_files}:
+                    report.bad_files.append((err.path, err.problem))
+    return report
+
+
 def print_report(report: CheckReport, console: Any = None) -> None:
     """Print a report with rich: splits, files, label colours, then problems."""
     from rich.console import Console
@@ -191,6 +241,19 @@ def print_report(report: CheckReport, console: Any = None) -> None:
     for split, n in report.crops.items():
         splits.add_row(split, str(report.tiles[split]), str(n))
     console.print(splits)
+    for split, how in report.protocols.items():
+        console.print(f"{split}: {how}", highlight=False)
+    if report.class_counts:
+        classes = Table("class", *report.class_counts, title=f"{report.count_unit} per class")
+        names = dict.fromkeys(c for counts in report.class_counts.values() for c in counts)
+        for c in names:
+            classes.add_row(c, *(str(counts.get(c, 0)) for counts in report.class_counts.values()))
+        console.print(classes)
+    if report.shapes:
+        shapes = Table("split", "role", "bands", "dtype", "size", "files", title="files")
+        for (split, role, bands, dtype, size), n in sorted(report.shapes.items()):
+            shapes.add_row(split, role, str(bands), dtype, size, str(n))
+        console.print(shapes)
     if report.files:
         files = Table("role", "bands", "dtype", "size", "nodata", "file", title="files")
         for f in report.files:
@@ -202,7 +265,7 @@ def print_report(report: CheckReport, console: Any = None) -> None:
         for code, n in report.label_colours.most_common(20):
             colours.add_row(report.code_name(code), report.legend.get(code, "[red]unknown -> 255[/red]"), str(n))
         console.print(colours)
-    for path, reason in report.bad_files:
-        console.print(f"[red]bad[/red] {path}: {reason}")
+    for path, reason in report.bad_files:  # one line each, however long: logs are grepped
+        console.print(f"[red]bad[/red] {path}: {reason}", soft_wrap=True, highlight=False)
     for path, reason in report.warnings:
-        console.print(f"[yellow]warning[/yellow] {path}: {reason}")
+        console.print(f"[yellow]warning[/yellow] {path}: {reason}", soft_wrap=True, highlight=False)

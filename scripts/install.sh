@@ -93,4 +93,18 @@ if [ "${RSBENCH_BROWSER:-0}" = "1" ]; then
       || die "apt-get install chromium failed; the report's browser test will be skipped until it is installed"
   fi
 fi
+# Optional: a real Slurm for tests/test_slurm_cluster.py (skipped without it), which starts a one-node cluster of its
+# own in a temporary folder. slurmdbd and MariaDB because submitit reads job states from sacct (tests/slurm_localhost.py).
+if [ "${RSBENCH_SLURM:-0}" = "1" ]; then
+  SLURM_PACKAGES=(slurm-wlm slurmdbd munge mariadb-server)
+  if command -v sbatch >/dev/null 2>&1 && [ -x /usr/sbin/slurmdbd ] && [ -x /usr/sbin/munged ] && [ -x /usr/sbin/mariadbd ]; then
+    say "slurm, munge and mariadb already installed"
+  else
+    command -v apt-get >/dev/null 2>&1 || die "RSBENCH_SLURM=1 needs apt-get (Debian/Ubuntu); install ${SLURM_PACKAGES[*]} yourself"
+    say "installing ${SLURM_PACKAGES[*]} (Debian packages) for the Slurm test"
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
+      "${SLURM_PACKAGES[@]}" || die "apt-get install ${SLURM_PACKAGES[*]} failed; the Slurm test is skipped without them"
+  fi
+fi
 say "done: $VENV is ready"

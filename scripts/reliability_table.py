@@ -18,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 WORK = Path(tempfile.mkdtemp(prefix="rsbench_faults_"))
@@ -27,11 +26,12 @@ TINY = ["--backbone-options", "img_size=32", "patch_size=8", "depth=2"]
 BUDGET = ["--budget", "max_iters=4", "batch_size=2", "warmup_iters=0"]
 
 
-def rsbench(*args: str, run: str | None = None, signal_after: float | None = None) -> tuple[int, str, str]:
+def rsbench(*args: str, run: str | None = None, signal_after: float | None = None,
+            env: dict | None = None) -> tuple[int, str, str]:  # fmt: skip
     cmd = [sys.executable, "-m", "benchmark.cli", *args]
     if run:
         cmd += ["--run-dir", str(WORK / run)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "1000"}  # rich must not wrap the line shown
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "1000", "PYTHONPATH": str(WORK), **(env or {})}
     proc = subprocess.Popen(cmd, cwd=WORK, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if signal_after is not None:
         time.sleep(signal_after)
@@ -41,13 +41,16 @@ def rsbench(*args: str, run: str | None = None, signal_after: float | None = Non
 
 
 def rows_of(run: str) -> str:
-    path = WORK / run / "results.parquet"
-    if not path.is_file():
+    from benchmark.running.store import ResultStore
+
+    store = ResultStore(WORK / run)
+    if not store.exists():
         return "none"
-    frame = pd.read_parquet(path)
+    frame = store.load()
+    dup = int(frame.duplicated(["config_hash", "metric"]).sum())
     n_train = ", ".join(str(int(n)) for n in sorted(set(frame["n_train"].dropna())))
     return (f"{frame['config_hash'].nunique()} cell(s): " + ", ".join(sorted(set(frame["status"])))[:120]
-            + (f" (n_train {n_train})" if n_train else ""))  # fmt: skip
+            + (f" (n_train {n_train})" if n_train else "") + (f"; {dup} duplicated rows" if dup else ""))  # fmt: skip
 
 
 def shown(cmd_args) -> str:
@@ -80,6 +83,66 @@ def checkpoints() -> dict[str, Path]:
     key = next(k for k in blob["state_dict"] if k.endswith("qkv.weight"))
     torch.save({**blob, "state_dict": {**blob["state_dict"], key: torch.zeros(7, 7)}}, out["wrong shapes"])
     return out
+
+
+STUCK_PLUGIN = """
+import threading
+from tasks import engine
+
+_hook = engine.FiniteLossHook.after_train_iter
+
+
+def _wait_for_ever_in_the_first_cell(self, runner, batch_idx, data_batch=None, outputs=None):
+    if runner.iter == 1 and not getattr(engine, "_stuck_once", False):
+        engine._stuck_once = True
+        threading.Event().wait()
+    return _hook(self, runner, batch_idx, data_batch, outputs)
+
+
+engine.FiniteLossHook.after_train_iter = _wait_for_ever_in_the_first_cell
+"""
+
+
+def _tiny_spec(name: str, **extra) -> Path:
+    fields = dict(name=name, tasks=["segmentation"], fractions=[0.5, 1.0],
+                  backbones=[dict(name="random_init_vit_t16", checkpoint=None,
+                                  kwargs=dict(img_size=32, patch_size=8, depth=2))],
+                  dataset=dict(name="synthetic", root=str(WORK / "data"), size=32, n=16),
+                  budgets=dict(segmentation=dict(max_iters=4, batch_size=2, warmup_iters=0)), **extra)  # fmt: skip
+    path = WORK / f"{name}.py"
+    path.write_text("".join(f"{k} = {v!r}\n" for k, v in fields.items()))
+    return path
+
+
+def _stuck_spec() -> Path:
+    (WORK / "stuck_plugin.py").write_text(STUCK_PLUGIN)
+    return _tiny_spec("stuck", stall_timeout_s=5.0)
+
+
+def _two_sweeps_at_once() -> tuple:
+    """Two `rsbench sweep` of one spec into one run directory at the same time: each cell once, no duplicate."""
+    spec = _tiny_spec("shared", train_seeds=[0, 1, 2, 3])
+    args = ["sweep", str(spec)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "1000"}
+    cmd = [sys.executable, "-m", "benchmark.cli", *args, "--run-dir", str(WORK / "shared_run")]
+    procs = [subprocess.Popen(cmd, cwd=WORK, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]  # fmt: skip
+    outs = [p.communicate(timeout=900) for p in procs]
+    codes = "/".join(str(p.returncode) for p in procs)
+    seen = " / ".join(last_line(err + "\n" + out) for out, err in outs)
+    return ("two sweeps of one spec into one store at once", shown(args) + " twice, concurrently", codes, seen,
+            rows_of("shared_run"))  # fmt: skip
+
+
+def _flat_resources() -> tuple:
+    """Files, threads and memory of one sweep process over many cells (perf/sweep_scale.py)."""
+    cmd = [sys.executable, str(Path(__file__).resolve().parents[1] / "perf" / "sweep_scale.py"), "--cells", "200",
+           "--window", "50"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    lines = proc.stdout.strip().splitlines()
+    seen = next((line for line in lines if line.startswith("sweep process")), proc.stderr[-200:]).replace("|", "\\|")
+    return ("200 cells in one sweep process: open files and memory", "`python perf/sweep_scale.py --cells 200 "
+            "--window 50`", proc.returncode, seen, "200 cells: ok (a temporary store)")
 
 
 def main() -> None:
@@ -129,6 +192,11 @@ def main() -> None:
     case("list the datasets", ["data", "list"], run=None)
     slow = [*finetune[:-4], "--budget", "max_iters=400", "batch_size=2", "warmup_iters=0"]
     case("SIGTERM during a cell", slow, signal_after=25.0)
+    stuck = _stuck_spec()
+    case("a cell that stops making progress (waits for ever at iteration 2)", ["sweep", str(stuck)],
+         env={"RSBENCH_PLUGINS": "stuck_plugin"})  # fmt: skip
+    cases.append(_two_sweeps_at_once())
+    cases.append(_flat_resources())
     print("| fault or bad input | command | exit | what the user sees | result rows |")
     print("|---|---|---|---|---|")
     for what, cmd, code, seen, rows in cases:

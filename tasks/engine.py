@@ -40,6 +40,7 @@ from .runtime import (  # noqa: F401  (NonFiniteLossError, Interrupted: the loop
     init_distributed,
     release_runner,
 )
+from .tracking import Tracking
 
 
 @dataclass
@@ -138,6 +139,7 @@ def finetune(
     plan: FinetunePlan,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    tracking: Tracking | None = None,
 ) -> FinetuneResult:
     """Train ``plan.task`` on ``plan.train_set``, select on ``plan.val_set``, then evaluate once on ``plan.test_set``.
 
@@ -154,7 +156,8 @@ def finetune(
     torchrun) or ``"slurm"`` trains one cell with DDP through mmengine: each rank draws its own
     share of batches (``batch_size`` is per process) and evaluates its share of the test set.
     ``progress(iteration, total)`` is called after each training iteration; ``should_stop()`` true
-    stops the run after the current iteration (``Interrupted``).
+    stops the run after the current iteration (``Interrupted``); ``tracking`` sends the training curves to
+    TensorBoard / W&B / MLflow as well (``tasks.tracking``). None of the three changes a number.
     """
     task, budget, modalities, seed, protocol = plan.task, plan.budget, plan.modalities, plan.seed, plan.protocol
     train_set, val_set, test_set = plan.train_set, plan.val_set, plan.test_set
@@ -204,6 +207,7 @@ def finetune(
         )
     if progress:
         hooks.append(ProgressHook(progress))
+    hooks += tracking.hooks() if tracking is not None else []  # curves to TensorBoard / W&B / MLflow; no number changes
     test_metric = task.build_metric()  # kept: its per-tile statistics are read after the test
     runner = QuietConsoleRunner(
         model=model,
@@ -217,10 +221,11 @@ def finetune(
         test_cfg=dict(),
         test_evaluator=[test_metric],
         default_hooks=dict(
-            logger=dict(type="LoggerHook", interval=budget.log_interval),
+            logger=dict(type="LoggerHook", interval=budget.log_interval, **(tracking.logger() if tracking else {})),
             checkpoint=None,  # cells report metrics; a checkpoint per cell would only fill the disk
         ),
         custom_hooks=hooks,
+        visualizer=tracking.visualizer() if tracking is not None else None,
         randomness=dict(seed=seed),
         launcher=ddp_mode,
         env_cfg=ddp.get("env_cfg", dict(dist_cfg=dict(backend="nccl"))),

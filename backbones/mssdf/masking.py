@@ -214,19 +214,40 @@ def cross_modal_masks(
     p: float,
     generator: torch.Generator | None = None,
     independent_base: Tensor | None = None,
+    min_visible: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """(rgb_mask, dsm_mask): RGB keeps ``base_mask``; each still-visible DSM patch is also masked
     with probability ``p``, so the DSM branch must lean on RGB for what it lost.
 
     The DSM starts from ``base_mask`` (shared) or from ``independent_base`` (a second draw from the
     same scores, see :func:`mssdf_masks`). The returned ``rgb_mask`` is ``base_mask`` itself (bool).
+    ``min_visible`` > 0 keeps at least that many DSM patches visible per sample (never more than the
+    base mask leaves): :func:`reveal_to_floor`.
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"p must be in [0, 1], got {p}")
     rgb_mask = base_mask.bool()
     dsm_base = rgb_mask if independent_base is None else independent_base.bool()
     extra = torch.rand(dsm_base.shape, generator=generator, device=dsm_base.device) < p
-    return rgb_mask, dsm_base | extra
+    dsm_mask = dsm_base | extra
+    if min_visible > 0:
+        dsm_mask = reveal_to_floor(dsm_mask, dsm_base, min_visible, generator)
+    return rgb_mask, dsm_mask
+
+
+def reveal_to_floor(mask: Tensor, base: Tensor, min_visible: int, generator: torch.Generator | None = None) -> Tensor:
+    """Unmask, uniformly at random, patches that ``mask`` hides but ``base`` shows, until each row has at
+    least ``min_visible`` visible patches (or all of ``base``'s visible ones, if it has fewer).
+
+    The extra masking is Bernoulli per patch, so a floor on its expectation alone would still leave some
+    samples with almost nothing visible; this makes the floor hold for every sample.
+    """
+    candidates = mask & ~base
+    target = (~base).sum(1).clamp(max=min_visible)
+    need = (target - (~mask).sum(1)).clamp(min=0)
+    keys = torch.rand(mask.shape, generator=generator, device=mask.device).masked_fill(~candidates, 2.0)
+    rank = keys.argsort(1).argsort(1)  # 0 for the candidate with the smallest key, ...
+    return mask & ~(candidates & (rank < need[:, None]))
 
 
 def mssdf_masks(
@@ -243,14 +264,23 @@ def mssdf_masks(
     prefer: str = "mask_flat",
     value_scale: float = 1.0,
     generator: torch.Generator | None = None,
+    min_dsm_visible: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """(rgb_mask, dsm_mask) for one batch: scores computed once; ``independent=True`` draws a second
-    base mask for the DSM from the same weights before the extra cross-modal masking."""
+    base mask for the DSM from the same weights before the extra cross-modal masking, which keeps at
+    least ``min_dsm_visible`` DSM patches visible per sample (:func:`cross_modal_masks`)."""
     scores = patch_scores(rgb, dsm, patch_size, dsm_valid, value_scale)
     w = band_weights(scores, low_q, high_q, weights, prefer)
     base = sample_mask(w, mask_ratio, generator)
     dsm_base = sample_mask(w, mask_ratio, generator) if independent else None
-    return cross_modal_masks(base, p, generator, dsm_base)
+    return cross_modal_masks(base, p, generator, dsm_base, min_visible=min_dsm_visible)
+
+
+#: Share of a tile's patches the scaled DSM curriculum keeps visible (``MaskingCurriculumHook(min_dsm_visible=
+#: "scaled")``): 8 of 64 DSM tokens at 64 px / patch 8, half of what the 75 % base mask leaves. The official
+#: cap p = 0.7 leaves 0.25 x 0.3 = 7.5 % in expectation (30 of 400 tokens at 320 px / patch 16, enough
+#: context; about 5 of 64 at 64 px, and fewer in many samples, since the extra masking is per patch).
+SCALED_MIN_DSM_VISIBLE = 0.125
 
 
 def curriculum_p(epoch: float) -> float:

@@ -7,6 +7,7 @@ Written by hand (no maintained library implements MSSDF); the encoder is the pro
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -24,6 +25,13 @@ from ..vit import VIT_ARCHS, MultiModalViT
 from .masking import mssdf_masks
 
 DEFAULT_LOSS_WEIGHTS = {"rec": 1.0, "align": 0.5, "hsic": 0.2, "mod": 0.1}
+#: What the alignment InfoNCE compares (``align_on``): the mean-pooled encoder tokens through a projector
+#: (default), the mean-pooled reconstruction-decoder outputs (the official code's inputs), or the decoder
+#: outputs token by token, each RGB position against the DSM positions of the same tile.
+ALIGN_ON = ("encoder", "decoder", "decoder_tokens")
+#: How the teacher's target layers are normalised (``target_norm``): per token over channels (default), or
+#: data2vec's instance norm over the tokens of a tile per channel, then a layer norm of the average.
+TARGET_NORMS = ("layer", "instance")
 
 
 def visible_index(mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -122,6 +130,11 @@ class MSSDF(BaseModel):
         loss_weights: dict | None = None,
         diagnostic_interval: int = 10,
         position_centred_targets: bool = False,
+        target_layers: int = 1,
+        target_norm: str = "layer",
+        target_ffn: bool = False,
+        align_on: str = "encoder",
+        dsm_min_visible: float = 0.0,
         data_preprocessor: dict | None = None,
         init_cfg: dict | None = None,
     ) -> None:
@@ -159,6 +172,18 @@ class MSSDF(BaseModel):
         self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
         self.diagnostic_interval = diagnostic_interval
         self.position_centred_targets = position_centred_targets
+        if target_norm not in TARGET_NORMS:
+            raise ValueError(f"target_norm must be one of {TARGET_NORMS}, got {target_norm!r}")
+        if not 1 <= target_layers <= len(self.student.vit.blocks):
+            raise ValueError(f"target_layers must be in [1, {len(self.student.vit.blocks)}], got {target_layers}")
+        if align_on not in ALIGN_ON:
+            raise ValueError(f"align_on must be one of {ALIGN_ON}, got {align_on!r}")
+        self.target_layers, self.target_norm, self.target_ffn = target_layers, target_norm, target_ffn
+        self.align_on = align_on
+        if align_on != "encoder":  # the projector is then in no loss: DDP would wait for its gradients forever
+            self.shared_proj.requires_grad_(False)
+        # Share of the patches kept visible in the DSM whatever the curriculum's p (MaskingCurriculumHook sets it).
+        self.dsm_min_visible = dsm_min_visible
         self._steps = 0
 
     def export_encoder(self) -> MultiModalViT:
@@ -196,7 +221,13 @@ class MSSDF(BaseModel):
 
     @torch.no_grad()
     def _teacher_targets(self, modality: str, x: Tensor) -> Tensor:
-        """Layer-normed final tokens of the teacher on the unmasked modality (B x N x C)."""
+        """Layer-normed final tokens of the teacher on the unmasked modality (B x N x C).
+
+        With ``target_layers`` > 1, ``target_norm="instance"`` or ``target_ffn`` the targets are built as
+        data2vec builds them instead (:meth:`_data2vec_targets`).
+        """
+        if self.target_layers > 1 or self.target_norm != "layer" or self.target_ffn:
+            return self._data2vec_targets(modality, x)
         teacher = self.teacher.module
         tokens = teacher.patch_embeds[modality](x)
         b, h, w, c = tokens.shape
@@ -211,10 +242,56 @@ class MSSDF(BaseModel):
         t = teacher.vit.norm(t)[:, teacher.vit.num_prefix_tokens :]
         return F.layer_norm(t, (c,))
 
+    @torch.no_grad()
+    def _data2vec_targets(self, modality: str, x: Tensor) -> Tensor:
+        """Targets averaged over the teacher's top ``target_layers`` blocks, as data2vec (2.0) makes them.
+
+        Each block's output (the residual stream; the last block's through the encoder's final norm) or,
+        with ``target_ffn``, its feed-forward output before the residual add (data2vec 2.0's images:
+        ``end_of_block_targets: false``) is normalised: ``"instance"`` over the tokens of each tile per
+        channel (data2vec 2.0: ``instance_norm_target_layer``), ``"layer"`` over the channels of each token.
+        The average is layer-normed per token (``layer_norm_targets``). Instance norm takes out what all
+        tokens of a tile share per channel (an image summary the student can predict without local content).
+        The data2vec 2.0 image recipe is ``target_norm="instance", target_ffn=True`` over all blocks.
+        """
+        teacher = self.teacher.module
+        tokens = teacher.patch_embeds[modality](x)
+        b, h, w, c = tokens.shape
+        prefix = teacher.vit.num_prefix_tokens
+        t = tokens.reshape(b, h * w, c)
+        if prefix:
+            t = torch.cat([teacher.vit.cls_token.expand(b, -1, -1), t], 1)
+        t = teacher.vit.norm_pre(t + teacher.position_embedding(h, w))
+        blocks = teacher.vit.blocks
+        first = len(blocks) - self.target_layers
+        layers = []
+        hooks = [blk.mlp.register_forward_hook(lambda _m, _i, out: layers.append(out)) for blk in blocks[first:]
+                 ] if self.target_ffn else []  # fmt: skip
+        try:
+            for i, block in enumerate(blocks):
+                t = block(t)
+                if i >= first and not self.target_ffn:
+                    layers.append(teacher.vit.norm(t) if i == len(blocks) - 1 else t)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        normed = []
+        for layer in layers:
+            layer = layer[:, prefix:].float()
+            if self.target_norm == "instance":
+                normed.append(F.instance_norm(layer.transpose(1, 2)).transpose(1, 2))
+            else:
+                normed.append(F.layer_norm(layer, (c,)))
+        return F.layer_norm(torch.stack(normed).mean(0), (c,))
+
     def _masks(self, raw: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        floor = {}
+        if self.dsm_min_visible > 0:  # only then: the default draws exactly the random numbers it always did
+            n = (raw["rgb"].shape[-2] // self.patch_size) * (raw["rgb"].shape[-1] // self.patch_size)
+            floor = dict(min_dsm_visible=math.ceil(self.dsm_min_visible * n - 1e-9))
         rgb_mask, dsm_mask = mssdf_masks(
             raw["rgb"], raw["dsm"], p=self.dsm_extra_p, independent=self.independent_masks,
-            dsm_valid=raw.get("dsm_valid"), **self.mask_cfg,
+            dsm_valid=raw.get("dsm_valid"), **self.mask_cfg, **floor,
         )  # fmt: skip
         # Keep at least one DSM patch visible (only tiny test images can lose them all).
         empty = dsm_mask.all(1)
@@ -275,9 +352,7 @@ class MSSDF(BaseModel):
         lw = self.loss_weights
         losses = {f"loss_rec_{m}": lw["rec"] * rec[m] for m in self.modalities}
         pooled = {m: masked_mean(enc[m], valid[m]) for m in self.modalities}
-        losses["loss_align"] = lw["align"] * info_nce(
-            self.shared_proj(pooled["rgb"]), self.shared_proj(pooled["dsm"]), self.temperature
-        )
+        losses["loss_align"] = lw["align"] * self._alignment(pooled, pred)
         # Independence of the two modalities' decoded outputs, as the official code (HSIC on the decoder
         # outputs): each is pooled over its positions and L2-normalised, so the term is scale-free and its
         # gradient reaches the encoder through both decoders (a head trained by nothing else could zero it).
@@ -295,6 +370,21 @@ class MSSDF(BaseModel):
         if b > 1 and self.diagnostic_interval and self._steps % self.diagnostic_interval == 1:
             losses.update(self.content_diagnostic(x, masks, targets, rec, h, w))
         return losses
+
+    def _alignment(self, pooled: dict[str, Tensor], pred: dict[str, Tensor]) -> Tensor:
+        """InfoNCE between the two modalities of each tile, on what ``align_on`` says."""
+        if self.align_on == "encoder":
+            return info_nce(self.shared_proj(pooled["rgb"]), self.shared_proj(pooled["dsm"]), self.temperature)
+        if self.align_on == "decoder":
+            # As the official code: the decoders' outputs for both modalities (every position), no projector.
+            return info_nce(pred["rgb"].mean(1), pred["dsm"].mean(1), self.temperature)
+        # Token by token: the RGB prediction at a position must match the DSM prediction at the same position
+        # better than the tile's other positions (negatives within the tile: it rewards local, not global, content).
+        a, b = F.normalize(pred["rgb"], dim=-1), F.normalize(pred["dsm"], dim=-1)
+        logits = a @ b.transpose(1, 2) / self.temperature  # B x N x N
+        labels = torch.arange(logits.shape[1], device=logits.device).expand(logits.shape[0], -1)
+        return 0.5 * (F.cross_entropy(logits.flatten(0, 1), labels.flatten())
+                      + F.cross_entropy(logits.transpose(1, 2).flatten(0, 1), labels.flatten()))  # fmt: skip
 
     @torch.no_grad()
     def content_diagnostic(self, x: dict, masks: dict, targets: dict, rec: dict, h: int, w: int) -> dict[str, Tensor]:

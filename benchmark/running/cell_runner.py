@@ -19,8 +19,9 @@ import backbones
 from rsdatasets import build_dataset
 from tasks import FinetunePlan, Task, TrainBudget, finetune, get_task
 from tasks.features import FeatureCache
+from tasks.tracking import Tracking, parse_tracking
 
-from .cells import Cell
+from .cells import IDENTITY, Cell
 from .preemption import stop_requested
 from .provenance import config_hash, write_provenance
 from .rows import failed_rows, failure_status, result_rows
@@ -145,6 +146,12 @@ class CellRunner:
             ddp=self.ddp,
         )
 
+    def tracking(self, cell: Cell) -> Tracking | None:
+        """Where the cell's training curves also go (the spec's ``tracking``), tagged with what the cell is."""
+        settings = parse_tracking(self.sweep.tracking)
+        tags = {**{k: getattr(cell, k) for k in IDENTITY}, "config_hash": cell.config_hash}
+        return Tracking(settings, self.run.tracking, tags) if settings else None
+
     def failed_rows(self, cell: Cell, status: str, wall_time_s: float = 0.0, n_train: int = 0) -> list[dict]:
         return failed_rows(cell, status, wall_time_s, n_train)
 
@@ -156,14 +163,17 @@ class CellRunner:
         """
         cell_start = time.perf_counter()
         write_provenance(self.run.provenance(cell.config_hash), cell.config)  # what the report's provenance reads
-        start, n_train, options = time.perf_counter(), 0, ""
+        start, n_train, options, extra = time.perf_counter(), 0, "", {}
         try:
             task = self.build_task(cell)
             options = cell.budget.options()
             labelled = self.subset(task, cell)
             n_train = len(labelled)
+            if split := (getattr(labelled.dataset, "metainfo", None) or {}).get("split_protocol"):
+                extra["data_split"] = split  # how a reader without official splits drew them (rsdatasets/generic.py)
             fit, val = self.split_for_selection(labelled, cell.budget, cell.split_seed)
-            result = finetune(self.plan(cell, task, fit, val), progress, should_stop=stop_requested)
+            result = finetune(self.plan(cell, task, fit, val), progress, should_stop=stop_requested,
+                              tracking=self.tracking(cell))  # fmt: skip
         except Exception as exc:  # a failed cell is a row with its reason
             error = self.run.error_log(cell.config_hash)
             error.parent.mkdir(parents=True, exist_ok=True)
@@ -173,4 +183,4 @@ class CellRunner:
             save_tile_stats(self.run.tile_stats(cell.config_hash), result.tile_stats, task=cell.task,
                             metric=task.primary_metric)  # fmt: skip
         return result_rows(cell, task, result, n_train=n_train, train_options=options,
-                           cell_time_s=time.perf_counter() - cell_start)  # fmt: skip
+                           cell_time_s=time.perf_counter() - cell_start, **extra)  # fmt: skip

@@ -31,6 +31,7 @@ from .cell_runner import CellRunner
 from .cells import Cell
 from .progress import SweepProgress
 from .provenance import config_hash
+from .slurm_queue import QueueWatch
 from .spec import SweepSpec
 
 #: ``--slurm`` / spec ``slurm`` keys -> submitit AutoExecutor parameters (generic ones reach every cluster).
@@ -88,6 +89,8 @@ def run_logged(runner: CellRunner, cell: Cell, capture_output: bool,
     header = [f"cell: {cell.label()}", f"config_hash: {chash}",
               f"started: {started} on {platform.node()} (pid {os.getpid()}, {torch.get_num_threads()} torch threads)",
               f"config: {json.dumps(cfg, sort_keys=True, default=str)}", "", ""]  # fmt: skip
+    if slurm_job_id():  # what `scancel`, `sacct` and the sweep's failed row call this cell's job
+        header.insert(3, f"slurm job: {slurm_job_id()}")
     with open(log, "a") as fh:  # a cell that runs again (after a failure, --force) adds to its log
         fh.write("\n".join(header))
     start = time.perf_counter()
@@ -115,6 +118,12 @@ def run_logged(runner: CellRunner, cell: Cell, capture_output: bool,
             fh.write(f"--- traceback\n{error.read_text()}\n")
         fh.write(f"status: {status}\nwall time: {wall:.1f} s\n")
     return CellOutcome(cell, status, wall, str(log))
+
+
+def slurm_job_id() -> str | None:
+    """This process's Slurm job as submitit names it: ``ARRAY_TASK`` inside a job array, else the job id."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
 
 
 _GC_FROZEN = False
@@ -284,19 +293,35 @@ def run_submitit(runner: CellRunner, cells: list[Cell], slurm: dict, jobs: int |
         raise
 
 
-def _wait_for_jobs(runner: CellRunner, submitted: list, display: SweepProgress, poll_s: float) -> None:
+def _wait_for_jobs(runner: CellRunner, submitted: list, display: SweepProgress, poll_s: float,
+                   queue: QueueWatch | None = None) -> None:  # fmt: skip
     running: set[Cell] = set()
+    queue = queue or QueueWatch()
     while submitted:
+        lost = queue.lost([job for job, _ in submitted if job.state == "UNKNOWN"])  # sacct failed (no accounting)
         for job, cell in list(submitted):
             if job.done():
                 submitted.remove((job, cell))
                 try:
                     display.finished(job.result())
                 except Exception as exc:  # the job died (time limit, node failure, preemption)
-                    reason = f"job {job.job_id} {job.state}: {exc}".splitlines()[0][:200]
-                    display.finished(_failed_outcome(runner, cell, reason))
+                    display.finished(_failed_outcome(runner, cell, _job_failure(job, exc)))
+            elif job.job_id in lost:
+                submitted.remove((job, cell))
+                reason = f"job {job.job_id} left Slurm's queue without a result (no state from sacct); its logs: "
+                display.finished(_failed_outcome(runner, cell, f"{reason}{job.paths.folder}"))
             elif cell not in running and job.state == "RUNNING":
                 running.add(cell)
                 display.started(cell)
         if submitted:
             time.sleep(poll_s)
+
+
+def _job_failure(job, exc: Exception) -> str:
+    """One line for a job that ended without an outcome: its Slurm state and its log (the first line of submitit's
+    own message only names the result file that is missing)."""
+    from submitit.core.utils import UncompletedJobError
+
+    if isinstance(exc, UncompletedJobError):
+        return f"job {job.job_id} {job.state} without a result; its logs: {job.paths.folder}"
+    return f"job {job.job_id} {job.state}: {exc}".splitlines()[0][:200]

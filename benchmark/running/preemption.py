@@ -20,6 +20,7 @@ RNG state.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from tasks.runtime import Interrupted
 
 #: Exit status of a run stopped by SIGTERM: EX_TEMPFAIL, "try again" (a requeue or `--resume` continues it).
 EXIT_PREEMPTED = 75
-_REQUESTED = {"stop": False}
+_REQUESTED = {"stop": False, "pid": -1}
 
 
 #: Raised at an iteration boundary after SIGTERM (the engine's own stop signal, so cells and runners share it).
@@ -42,6 +43,12 @@ Preempted = Interrupted
 
 
 def _on_sigterm(signum, frame) -> None:
+    if os.getpid() != _REQUESTED["pid"]:
+        # A forked helper (mmdet's eval_map Pool worker) inherited this handler. Its parent ends it with SIGTERM and
+        # joins it: ignoring the signal would hang the parent for ever, so the helper dies as SIGTERM asks.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     _REQUESTED["stop"] = True  # a second SIGTERM changes nothing: the run is already on its way out
 
 
@@ -51,6 +58,7 @@ def handle_sigterm() -> Iterator[None]:
     if signal.getsignal(signal.SIGTERM) is _on_sigterm:  # nested: the outer one is in charge
         yield
         return
+    _REQUESTED["pid"] = os.getpid()
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         yield

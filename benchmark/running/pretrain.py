@@ -49,12 +49,15 @@ class KNNProbeHook(Hook):
       token probe is the one that tells whether pretraining learned local content.
 
     A probe that rises over pretraining shows the encoder learned something; one that stays at its
-    epoch-0 value shows it did not.
+    epoch-0 value shows it did not. ``decompose=True`` also logs, beside these lines, the token
+    decomposition of ``benchmark.running.diagnose`` on the same tiles (position / tile / rest, kNN per stream).
     """
 
     priority = "LOW"
 
-    def __init__(self, dataset: dict | None = None, interval: int = 1, k: int = 10, max_samples: int = 100) -> None:
+    def __init__(self, dataset: dict | None = None, interval: int = 1, k: int = 10, max_samples: int = 100,
+                 decompose: bool = True) -> None:  # fmt: skip
+        self.decompose = decompose
         self.dataset_cfg = dict(dataset) if dataset else None
         self.interval, self.k, self.max_samples = interval, k, max_samples
         self.history: list[dict] = []
@@ -139,6 +142,11 @@ class KNNProbeHook(Hook):
         runner.probe_history = list(self.history)
         runner.logger.info(f"kNN probes (k={self.k}, {n} {self.dataset_cfg.get('split')} tiles) after epoch {epoch}: "
                            f"scene {scene_acc:.1f} %, token class {token_acc:.1f} %")  # fmt: skip
+        if self.decompose:
+            from .diagnose import log_decomposition
+
+            fused = (torch.stack(tokens), torch.stack(token_labels))  # this probe's own tokens, read once
+            log_decomposition(runner, encoder, self._data, n, self.k, epoch, fused)
 
 
 @RUNNERS.register_module()

@@ -47,10 +47,10 @@ def failed_rows(cell: Cell, status: str, wall_time_s: float = 0.0, n_train: int 
 
 
 def result_rows(cell: Cell, task: Task, result: FinetuneResult, n_train: int, train_options: str,
-                cell_time_s: float) -> list[dict]:  # fmt: skip
-    """One ``ok`` row per metric of a finished cell."""
+                cell_time_s: float, **extra) -> list[dict]:  # fmt: skip
+    """One ``ok`` row per metric of a finished cell (``extra``: columns of what the cell ran on, e.g. data_split)."""
     base = {
-        **base_row(cell), "train_options": train_options, "n_train": n_train,
+        **base_row(cell), "train_options": train_options, "n_train": n_train, **extra,
         "wall_time_s": result.wall_time_s, "step_time_s": result.step_time_s, "feature_time_s": result.feature_time_s,
         "cell_time_s": cell_time_s, "arch": result.arch or cell.backbone_entry.arch, "n_val": result.n_val,
         "iterations": result.iterations, "selected_iter": result.selected_iter, "selection": result.selection,

@@ -9,6 +9,7 @@ A run directory (``results/runs/<name>`` by default) holds::
     logs/<cell>_<hash>.log       a cell's log as the sweep saw it (its output, mmengine's log, the traceback)
     pretrain/<name>/             a pretraining stage's work dir; encoder.pth is the encoder it exported
     submitit/<job id>/           what submitit keeps of each Slurm job
+    tracking/                    the cells' training curves for TensorBoard / W&B / MLflow (tasks/tracking.py)
     report.{md,tex,html}, table.md, *.png, stats.csv, comparisons.csv, ...   the report (``benchmark.analysis``)
 
 Only this module spells these names; everything else asks a :class:`RunDir`. Every file the harness writes
@@ -50,6 +51,10 @@ class RunDir:
     @property
     def submitit(self) -> Path:
         return self.root / "submitit" / "%j"
+
+    @property
+    def tracking(self) -> Path:
+        return self.root / "tracking"
 
     def top_level_configs(self) -> list[Path]:
         """Files at the top of the run directory that may hold the spec (``SPEC_GLOBS``)."""

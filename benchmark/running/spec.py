@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from mmengine.config import Config
 
 import backbones
 from rsdatasets import dataset_class, list_datasets
 from tasks import PROTOCOLS, TrainBudget, get_task
+from tasks.tracking import parse_tracking
 
 from .pretrain_stage import check_entries, pretrain_reference
 from .rundir import RunDir
@@ -54,16 +56,20 @@ class SweepSpec:
     # A cell with no progress (no iteration, no feature batch) for max(this, 20 x its longest gap so far) seconds
     # becomes a failed row with every thread's stack in its log (rsbench.watchdog); numbers never depend on it.
     stall_timeout_s: float = 600.0
+    # Experiment tracking of every cell's curves (tasks/tracking.py): "tensorboard", "wandb", "mlflow", a list or a
+    # dict. Not in any cell's hash: it changes no number, so turning it on or off never makes a row stale.
+    tracking: Any = None
 
     @classmethod
-    def from_file(cls, path: str | Path) -> SweepSpec:
-        """Read a sweep config (mmengine: ``_base_`` files are merged in); unknown or missing fields get one clear
-        error."""
+    def from_file(cls, path: str | Path, overrides: dict | None = None) -> SweepSpec:
+        """Read a sweep config (mmengine: ``_base_`` files are merged in; ``overrides``: ``--cfg-options`` keys);
+        unknown or missing fields get one clear error."""
         # Names starting with "_" are the spec file's own helper variables (and ``_base_``).
         try:
             loaded = Config.fromfile(str(path))
         except SyntaxError as exc:  # one line naming the file and line, not a traceback
             raise ValueError(f"{path}:{exc.lineno}: syntax error in the sweep spec: {exc.msg}") from exc
+        loaded.merge_from_dict(overrides or {})
         cfg = {k: v for k, v in loaded.to_dict().items() if not k.startswith("_")}
         known = set(cls.__dataclass_fields__)
         extra = sorted(set(cfg) - known)
@@ -103,6 +109,7 @@ class SweepSpec:
                     f"(relative paths are taken from the current directory); {how}"
                 )
         check_entries(self.pretrain, [b.get("checkpoint") for b in self.backbones])
+        parse_tracking(self.tracking)
         unknown_tasks = sorted(set(self.datasets) - set(self.tasks))
         if unknown_tasks:
             raise ValueError(f"datasets are given for {unknown_tasks}, which are not in tasks {self.tasks}")

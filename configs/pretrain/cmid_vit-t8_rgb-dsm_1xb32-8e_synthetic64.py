@@ -26,4 +26,5 @@ custom_hooks = [
     dict(type="TeacherEMAHook", momentum="auto", end_momentum=1.0),
     dict(type="LocalTeacherTempHook", warmup_temp=0.04, temp=0.07, warmup_epochs=1),
     dict(type="KNNProbeHook", interval=4),
+    dict(type="LossGradientHook", interval=100),  # per-term encoder gradients (~1.7 steps each, ~2 %)
 ]

@@ -7,4 +7,5 @@ model = dict(
     mask_ratio=0.75, decoder_dim=128, decoder_depth=4, decoder_heads=4,
     data_preprocessor=dict(type="BaseDataPreprocessor"),
 )  # fmt: skip
-# custom_hooks: the shared kNN probe only (no teacher, no DSM curriculum)
+# No teacher, no DSM curriculum; the encoder gradient of MAE's one term every 100 iterations (~1 step each).
+custom_hooks = [dict(type="KNNProbeHook", interval=4), dict(type="LossGradientHook", interval=100)]
