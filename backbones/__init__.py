@@ -1,24 +1,35 @@
 """Backbone registry: ``backbones.build(name, modalities, checkpoint)`` and ``list_backbones()``.
 
-Importing this package registers the built-in backbones; third-party modules named in
-``$RSBENCH_PLUGINS`` are imported on first use of the registry.
+Every module of this package registers what it defines (backbones, converters, pretraining methods, hooks,
+the optimiser constructor) when a registry of ``rsbench.registry`` is first looked up; third-party modules
+named in ``$RSBENCH_PLUGINS`` too. A new file here is found with no import line anywhere.
+May import ``rsbench`` only (not ``rsdatasets``, ``tasks`` or ``benchmark``).
 """
 
-from . import cnn as _cnn  # noqa: F401  (registers random_init_resnet50, random_init_swin_b)
-from . import random_init  # noqa: F401  (registers random_init_*)
-from . import timm_convert as _timm_convert  # noqa: F401  (registers timm_vit_*)
+from rsbench.registry import BACKBONES, CONVERTERS, HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, scan_package
+
 from .checkpoint import CheckpointError, file_hash, load_encoder_checkpoint, save_encoder_checkpoint
-from .cmid import backbone as _cmid_backbone  # noqa: F401  (registers cmid_*)
-from .mae import backbone as _mae_backbone  # noqa: F401  (registers mae_*)
-from .mssdf import backbone as _mssdf_backbone  # noqa: F401  (registers mssdf_*)
-from .registry import BackboneSpec, UnknownBackboneError, build, get_spec, list_backbones, register_backbone
+from .registry import (
+    BackboneEntry,
+    BackboneSpec,
+    UnknownBackboneError,
+    build,
+    get_entry,
+    get_spec,
+    list_backbones,
+    register_backbone,
+)
+
+scan_package(__name__, BACKBONES, CONVERTERS, MODELS, HOOKS, OPTIM_WRAPPER_CONSTRUCTORS)
 
 __all__ = [
+    "BackboneEntry",
     "BackboneSpec",
     "CheckpointError",
     "UnknownBackboneError",
     "build",
     "file_hash",
+    "get_entry",
     "get_spec",
     "list_backbones",
     "load_encoder_checkpoint",

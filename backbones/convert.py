@@ -1,14 +1,14 @@
 """One framework for the converters of official weights: a registry by name, shared helpers, one report.
 
-``rsbench convert NAME SRC DST`` looks NAME up here; each converter module (``backbones/<method>/convert.py``,
-``backbones/timm_convert.py``) registers a function with :func:`register_converter` that reads SRC, converts
+``rsbench convert NAME SRC DST`` looks NAME up in ``rsbench.registry.CONVERTERS``; each converter module
+(``backbones/<method>/convert.py``, ``backbones/timm_convert.py``, or a plugin in ``$RSBENCH_PLUGINS``: the
+registries' one discovery rule finds it) registers a function with :func:`register_converter` that reads SRC, converts
 it, loads it strictly into the matching encoder, saves an rsbench encoder checkpoint to DST and returns a
 :class:`ConversionReport`, which the CLI prints the same way for every converter.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from rsbench.registry import CONVERTERS, lookup, registered
+
 from .checkpoint import CheckpointError
 
 #: The rsbench ViT size of each embedding width (timm / MAE / MSSDF widths).
 ARCH_BY_WIDTH = {192: "vit_t16", 384: "vit_s16", 768: "vit_b16", 1024: "vit_l16"}
-#: Modules that register converters when imported (imported on first lookup).
-CONVERTER_MODULES = ("backbones.mssdf.convert", "backbones.cmid.convert", "backbones.mae.convert",
-                     "backbones.timm_convert")  # fmt: skip
-_CONVERTERS: dict[str, Callable[..., ConversionReport]] = {}
 
 
 @dataclass
@@ -61,26 +59,24 @@ def register_converter(name: str) -> Callable:
     """Decorator: ``fn(src, dst, img_size=None, patch_size=None, dsm_init="rgb_sum", teacher=False)`` under ``name``."""
 
     def decorator(fn: Callable[..., ConversionReport]) -> Callable[..., ConversionReport]:
-        if name in _CONVERTERS and _CONVERTERS[name] is not fn:
-            raise ValueError(f"converter {name!r} is already registered by {_CONVERTERS[name].__module__}")
-        _CONVERTERS[name] = fn
+        existing = CONVERTERS.module_dict.get(name)
+        if existing is not None and existing is not fn:
+            raise ValueError(f"converter {name!r} is already registered by {existing.__module__}")
+        if existing is None:
+            CONVERTERS.register_module(name=name, module=fn)
         return fn
 
     return decorator
 
 
 def list_converters() -> list[str]:
-    for module in CONVERTER_MODULES:
-        importlib.import_module(module)
-    return sorted(_CONVERTERS)
+    """Names of the registered converters (built-in and plugins)."""
+    return sorted(registered(CONVERTERS))
 
 
 def convert(name: str, src, dst, **options) -> ConversionReport:
-    """Run the converter ``name``; an unknown name is one clear error listing the known ones."""
-    known = list_converters()
-    if name not in _CONVERTERS:
-        raise KeyError(f"unknown converter {name!r}; known: {', '.join(known)}")
-    return _CONVERTERS[name](src, dst, **options)
+    """Run the converter ``name``; an unknown name is one clear error with close matches and the known ones."""
+    return lookup(CONVERTERS, name, "converter")(src, dst, **options)
 
 
 def read_official(src: str | os.PathLike) -> object:

@@ -1,4 +1,6 @@
-"""The ``rsbench`` command line: backbones, data, sweep and demo."""
+"""The ``rsbench`` command line, on top of both packages: ``benchmark.running`` (sweeps, pretraining, verify)
+and ``benchmark.analysis`` (reports). A command is a ``_cmd_<name>(args) -> exit code`` function and its
+sub-parser in :func:`build_parser`; heavy imports stay inside the command."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from mmengine.config import DictAction  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from .provenance import REPO_ROOT  # noqa: E402
+from .running.provenance import REPO_ROOT  # noqa: E402
 
 console = Console()
 err_console = Console(stderr=True)
@@ -33,8 +35,8 @@ def _cmd_backbones(args: argparse.Namespace) -> int:
     for col in ("name", "method", "arch", "description"):
         table.add_column(col)
     for name in backbones.list_backbones(args.pattern):
-        spec = backbones.get_spec(name)
-        table.add_row(name, spec.method, spec.arch, spec.description)
+        entry = backbones.get_entry(name)
+        table.add_row(name, entry.method, entry.arch, entry.description)
     console.print(table)
     return 0
 
@@ -83,9 +85,10 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .launch import run_sweep
-    from .progress import print_plan
-    from .sweep import SweepSpec
+    from .analysis.summary import write_summary
+    from .running.progress import print_plan
+    from .running.spec import SweepSpec
+    from .running.sweep import run_sweep
 
     spec_path = Path(args.spec)
     if not spec_path.is_file():
@@ -98,13 +101,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_plan(spec.with_pretrained(run_dir), run_dir, console, force=args.force, jobs=args.jobs)
         return 0
-    run_sweep(spec, run_dir, force=args.force, console=console, jobs=args.jobs, launcher=args.executor,
-              accept_stale=args.accept_stale, slurm=args.slurm, started=STARTED)  # fmt: skip
+    run_sweep(spec, run_dir, force=args.force, console=console, jobs=args.jobs, executor=args.executor,
+              accept_stale=args.accept_stale, slurm=args.slurm, started=STARTED, summarize=write_summary)  # fmt: skip
     return 0
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from .pretrain import build_runner
+    from .running.pretrain import build_runner
 
     runner = build_runner(args.config, args.work_dir, args.resume, args.ddp, args.cfg_options)
     runner.train()
@@ -124,8 +127,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from .launch import run_sweep
-    from .sweep import SweepSpec
+    from .analysis.summary import write_summary
+    from .running.cells import expand_cells
+    from .running.spec import SweepSpec
+    from .running.store import ResultStore
+    from .running.sweep import run_sweep
 
     name, _, checkpoint = args.backbone.partition(":")
     spec = SweepSpec(
@@ -145,20 +151,16 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     spec.validate()
     if checkpoint:  # a checkpoint that does not load is bad input: one line, exit 2, no row
         import backbones
-        from tasks import get_task
 
-        modalities = get_task(args.task, **dict(args.task_options or {})).input_modalities(args.modalities)
-        backbones.build(name, modalities, checkpoint, **dict(args.backbone_options or {}))
+        cell = expand_cells(spec)[0]
+        backbones.build(name, cell.modalities, checkpoint, **cell.config["backbone_kwargs"])
     run_dir = Path(args.run_dir) if args.run_dir else REPO_ROOT / "results" / "runs" / spec.name
-    run_sweep(spec, run_dir, force=args.force, console=console, cell_launcher=args.ddp)
+    run_sweep(spec, run_dir, force=args.force, console=console, ddp=args.ddp, summarize=write_summary)
     from mmengine.dist import is_main_process
-
-    from .results import ResultStore
-    from .sweep import cell_hash, expand_cells
 
     if not is_main_process():  # under DDP rank 0 writes the row and answers for the cell
         return 0
-    chash = cell_hash(spec, expand_cells(spec)[0])
+    chash = expand_cells(spec)[0].config_hash  # after the sweep: under DDP its world size is in the hash
     rows = ResultStore(run_dir).load()
     status = rows.loc[rows["config_hash"] == chash, "status"]
     if status.empty or (status != "ok").all():  # the one cell failed: its row says why; the exit code too
@@ -168,7 +170,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _cmd_results_verify(args: argparse.Namespace) -> int:
-    from .verify import verify
+    from .running.verify import verify
 
     result = verify(args.run_dir, fix=args.fix)
     for check, problems in result.problems.items():
@@ -182,7 +184,8 @@ def _cmd_results_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import parse_formats, report_run
+    from .analysis.render import parse_formats
+    from .analysis.summary import report_run
 
     report_run(args.run_dir, args.out, parse_formats(args.format), console=console)
     return 0
@@ -322,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", action="store_true", help="take the EMA teacher instead of the student")
     p.set_defaults(func=_cmd_convert)
 
-    from .diagnose import add_parser as add_diagnose_parser
+    from .running.diagnose import add_parser as add_diagnose_parser
 
     add_diagnose_parser(sub, OptionsAction, DictAction)
 
@@ -362,7 +365,7 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rsbench`` console script; bad input ends in one error line and exit code 2."""
-    from .preemption import EXIT_PREEMPTED, Preempted, handle_sigterm
+    from .running.preemption import EXIT_PREEMPTED, Preempted, handle_sigterm
 
     args = build_parser().parse_args(argv)
     # mmseg warns about its own internal use of build_loss on every model build.

@@ -64,6 +64,7 @@ def fake_potsdam(root: Path) -> Path:
 def main() -> None:
     from mmengine.config import Config
 
+    import backbones  # noqa: F401  (declares the package the pretraining methods register from)
     from rsbench.registry import MODELS
     from rsdatasets import build_dataset
     from rsdatasets.pretrain_pool import PretrainPool
@@ -98,7 +99,6 @@ def main() -> None:
         sum(v for k, v in losses.items() if k.startswith("loss")).backward()
 
     consume = {"MSSDF pretraining step (batch 32, 64 px)": 32 * rate(mssdf_step, 3)}
-    import backbones
 
     seg = get_task("segmentation").build_model(
         backbones.build("random_init_vit_t16", ("rgb", "dsm"), img_size=CROP, patch_size=16), ("rgb", "dsm")

@@ -24,7 +24,7 @@ from torch.utils.data import Subset
 
 import backbones
 from rsdatasets import build_dataset
-from tasks import TrainBudget, finetune, get_task
+from tasks import FinetunePlan, TrainBudget, finetune, get_task
 from tasks.features import FeatureCache
 
 
@@ -47,8 +47,10 @@ def main() -> None:
     for name, kwargs in (("uncached", dict(feature_cache=None)), ("cached, first cell", dict(feature_cache=cache)),
                          ("cached, cache full", dict(feature_cache=cache))):  # fmt: skip
         start = time.perf_counter()
-        results[name] = finetune(task, backbone, fit, test, ("rgb", "dsm"), budget, 0, work / name.replace(" ", "_"),
-                                 protocol="frozen", feature_key="perf", **kwargs)  # fmt: skip
+        results[name] = finetune(FinetunePlan(
+            task, backbone, fit, test, ("rgb", "dsm"), budget, 0, work / name.replace(" ", "_"), protocol="frozen",
+            feature_key="perf", **kwargs
+        ))  # fmt: skip
         times[name] = time.perf_counter() - start
         print(f"{name:20s} {times[name]:7.1f} s  mIoU {results[name].metrics['mIoU']:.2f}", flush=True)
     same = results["uncached"].metrics == results["cached, cache full"].metrics

@@ -21,6 +21,7 @@ import torch
 from mmengine.config import ConfigDict
 from torch.utils.flop_counter import FlopCounterMode
 
+import backbones  # noqa: F401  (declares the package the pretraining methods register from)
 from rsbench.registry import MODELS
 
 

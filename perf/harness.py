@@ -51,8 +51,9 @@ def measure_run(run_dir: Path) -> None:
         sys.exit(f"perf/harness.py: {timing_file} does not exist; run the sweep with this checkout first "
                  "(every sweep writes it)")  # fmt: skip
     timing = json.loads(timing_file.read_text())
-    if timing.get("jobs", 1) != 1 or timing.get("launcher", "local") != "local":
-        sys.exit(f"perf/harness.py: {run_dir} ran with {timing.get('jobs')} jobs ({timing.get('launcher')}); the "
+    executor = timing.get("executor", timing.get("launcher", "local"))  # "launcher" in runs before the rename
+    if timing.get("jobs", 1) != 1 or executor != "local":
+        sys.exit(f"perf/harness.py: {run_dir} ran with {timing.get('jobs')} jobs ({executor}); the "
                  "split into cells needs a serial local run (--jobs 1, the demo's default)")  # fmt: skip
     rows = pd.read_parquet(run_dir / "results.parquet")
     cells = rows[pd.to_datetime(rows["created"], utc=True) >= pd.to_datetime(timing["created"], utc=True)]

@@ -20,6 +20,7 @@ import time
 import torch
 from mmengine.config import Config
 
+import backbones  # noqa: F401  (declares the package the pretraining methods register from)
 from rsbench.registry import MODELS
 from rsdatasets import build_dataset
 

@@ -9,7 +9,7 @@ in a temporary folder and runs a sweep of ``--cells`` tiny segmentation cells as
 * ``launch``: from sacct's Start to the job's Python process logging its start (slurmd, slurmstepd, the sbatch
   script, srun, and Python with submitit);
 * ``startup``: from there to the start of the cell: unpickling the job (which imports torch, mmengine, mmseg and
-  the harness) and building the sweep runner; the last line gives the time of ``import benchmark.launch`` in a
+  the harness) and building the sweep runner; the last line gives the time of ``import benchmark.running.sweep`` in a
   fresh process, measured just before, to compare with;
 * ``cell``: the cell's own time (``cell_time_s`` of its rows: data, model, training, test);
 * ``to row``: start of the job (sacct's Start) to its rows in the store (polled every 0.1 s): launch + startup +
@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from slurm_localhost import LocalSlurm  # noqa: E402
 
-from benchmark.results import ResultStore  # noqa: E402
+from benchmark.running.store import ResultStore  # noqa: E402
 
 SPEC = """name = "slurm_latency"
 dataset = dict(name="synthetic", root={root!r}, seed=0, size=32, n=16)
@@ -93,7 +93,7 @@ def measure(cells: int, work: Path) -> list[dict]:
                         "--size", "32", "--n", "16", "--splits", "train", "test"], env=env, check=True,
                        capture_output=True)  # fmt: skip
         started = time.perf_counter()  # how long imports take on this machine now, to read ``startup`` against
-        subprocess.run([sys.executable, "-c", "import benchmark.launch"], env=env, check=True)
+        subprocess.run([sys.executable, "-c", "import benchmark.running.sweep"], env=env, check=True)
         import_s = time.perf_counter() - started
         seen: dict[str, float] = {}
         with open(work / "sweep.out", "w") as out:
@@ -140,7 +140,7 @@ def main() -> None:
     print(f"first cell: submit to row {first['submit to row']:.1f} s for a {first['cell']:.1f} s cell; median per "
           f"cell: job start to row {med['to row']:.1f} s = launch {med['launch']:.1f} s + startup {med['startup']:.1f}"
           f" s + cell {med['cell']:.1f} s; after the row {med['after']:.1f} s; between jobs "
-          f"{med.get('gap', float('nan')):.1f} s; `import benchmark.launch` in a fresh "
+          f"{med.get('gap', float('nan')):.1f} s; `import benchmark.running.sweep` in a fresh "
           f"process {first['import']:.1f} s")  # fmt: skip
 
 

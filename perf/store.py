@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmark.results import ResultStore  # noqa: E402
+from benchmark.running.store import ResultStore  # noqa: E402
 
 METRICS = ("mIoU", "mAcc", "aAcc") + tuple(f"IoU.class{i}" for i in range(7))  # 10 rows, as a segmentation cell
 

@@ -31,9 +31,9 @@ from rich.console import Console  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
-from benchmark import launch  # noqa: E402
-from benchmark.results import ResultStore  # noqa: E402
-from benchmark.sweep import SweepSpec  # noqa: E402
+from benchmark.running import sweep as launch  # noqa: E402
+from benchmark.running.spec import SweepSpec  # noqa: E402
+from benchmark.running.store import ResultStore  # noqa: E402
 from rsdatasets import register_dataset  # noqa: E402
 from tasks import MetricInfo, Task, TiledMetric, register_task  # noqa: E402
 from tasks.preprocess import ModalityPreprocessor  # noqa: E402

@@ -1,10 +1,11 @@
 """Data layer: the embedded synthetic benchmark and readers of the real datasets in their original layouts.
 
 One file per dataset (TorchGeo style), registered with ``@register_dataset("name")`` in the project's
-``BENCHMARK_DATASETS`` registry (``rsbench.registry``: lazy locations, duplicates refused, plugins from
-``$RSBENCH_PLUGINS``). ``build_dataset(name, split, **kwargs)`` is the one entry point the harness uses,
-so a sweep names datasets by string and tasks never open files; what tasks may rely on beyond dict
-samples is ``rsdatasets.protocol``.
+``BENCHMARK_DATASETS`` registry (``rsbench.registry``: every module of this package registers itself on the first
+lookup, duplicates refused, plugins from ``$RSBENCH_PLUGINS``), so a new dataset is one file here.
+``build_dataset(name, split, **kwargs)`` is the one entry point the harness uses, so a sweep names datasets
+by string and tasks never open files; what tasks may rely on beyond dict samples is ``rsdatasets.protocol``.
+May import ``rsbench`` only (not ``backbones``, ``tasks`` or ``benchmark``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import inspect
 
 from torch.utils.data import Dataset
 
-from rsbench.registry import BENCHMARK_DATASETS, lookup, registered
+from rsbench.registry import BENCHMARK_DATASETS, DATASETS, lookup, registered, scan_package
+
+scan_package(__name__, BENCHMARK_DATASETS, DATASETS)
 
 
 def register_dataset(name: str):
@@ -28,7 +31,7 @@ def register_dataset(name: str):
 
 def dataset_class(name: str) -> type:
     """The registered class of ``name``; unknown names get one clear error with close matches."""
-    return lookup(BENCHMARK_DATASETS, name, "dataset", "Available")
+    return lookup(BENCHMARK_DATASETS, name, "dataset", "Available: " + ", ".join(list_datasets()))
 
 
 def list_datasets() -> list[str]:

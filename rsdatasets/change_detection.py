@@ -70,7 +70,7 @@ class ChangeDetectionDataset(Dataset):
         self.pairs = self._find_pairs()
         self.tiles = self._tile()
         self._cache: tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
-        self._dominant: np.ndarray | None = None
+        self._changed: np.ndarray | None = None
 
     def _find_pairs(self) -> list[Pair]:
         raise NotImplementedError
@@ -132,12 +132,12 @@ class ChangeDetectionDataset(Dataset):
         """Class names in the form mmengine evaluators read."""
         return {"classes": self.classes, "ignore_index": IGNORE, "crop": self.crop}
 
-    def dominant_classes(self) -> np.ndarray:
+    def change_flags(self) -> np.ndarray:
         """Whether each sample contains any change (int64 0/1), for stratified label fractions.
 
         Decodes every label once (not the images) and caches the result.
         """
-        if self._dominant is None:
+        if self._changed is None:
             out = np.zeros(len(self.tiles), dtype=np.int64)
             current: tuple[int, np.ndarray] | None = None
             for i, (k, y, x) in enumerate(self.tiles):
@@ -145,12 +145,12 @@ class ChangeDetectionDataset(Dataset):
                     current = (k, self._read_change(self.pairs[k][2]))
                 tile = current[1] if self.crop is None else current[1][y : y + self.crop, x : x + self.crop]
                 out[i] = int((tile == 1).any())
-            self._dominant = out
-        return self._dominant.copy()
+            self._changed = out
+        return self._changed.copy()
 
     def label_summary(self, kind: str) -> np.ndarray | None:
         """``has_change`` from the label rasters alone (``rsdatasets.protocol``)."""
-        return self.dominant_classes() if kind == "has_change" else None
+        return self.change_flags() if kind == "has_change" else None
 
     def plot(self, sample: dict[str, Any], show_titles: bool = True, suptitle: str | None = None) -> Figure:
         """Date 1, date 2, change (white) and, if present, ``prediction`` (labels or logits)."""

@@ -41,7 +41,7 @@ def rsbench(*args: str, run: str | None = None, signal_after: float | None = Non
 
 
 def rows_of(run: str) -> str:
-    from benchmark.results import ResultStore
+    from benchmark.running.store import ResultStore
 
     store = ResultStore(WORK / run)
     if not store.exists():

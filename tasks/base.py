@@ -35,7 +35,7 @@ def list_tasks() -> list[str]:
 
 def task_class(name: str) -> type[Task]:
     """The registered Task class of ``name``; unknown names get one clear error with close matches."""
-    return lookup(TASKS, name, "task", "Registered tasks")
+    return lookup(TASKS, name, "task", "Registered tasks: " + ", ".join(sorted(registered(TASKS))))
 
 
 def get_task(name: str, **kwargs) -> Task:

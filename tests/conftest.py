@@ -65,3 +65,17 @@ def run_two_ranks(*cli_args: str) -> None:
            "--master_addr=127.0.0.1", "-m", "benchmark.cli", *cli_args]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+
+def isolate_registry(monkeypatch, registry, rescan: bool = False) -> None:
+    """Let a test add entries to a project registry (a plugin, a dropped file) and have them vanish afterwards.
+
+    Discovery runs first, so the copy holds every built-in entry (an imported module is not imported again, so
+    entries lost with a copy would never come back); ``rescan`` scans the registry's packages again on the next
+    lookup (a file added to a package after its first scan)."""
+    from rsbench.registry import registered
+
+    registered(registry)
+    monkeypatch.setattr(registry, "_module_dict", dict(registry._module_dict))
+    if rescan:
+        monkeypatch.setattr(registry, "_scanned", set())

@@ -10,14 +10,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import isolate_registry
 from rich.console import Console
 from torch.utils.data import Subset
 
 import backbones
-from backbones import registry
 from benchmark import cli
-from benchmark.sweep import SweepSpec
-from tasks import TrainBudget, finetune, get_task
+from benchmark.running.spec import SweepSpec
+from rsbench.registry import BACKBONES
+from tasks import FinetunePlan, TrainBudget, finetune, get_task
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "add_a_baseline.md"
 NAME = "my_convnext_atto"
@@ -40,10 +41,9 @@ def plugin(tmp_path, monkeypatch):
     folder = tmp_path / "plugins"
     folder.mkdir()
     (folder / "my_baseline.py").write_text(doc_block("# my_baseline.py"))
+    isolate_registry(monkeypatch, BACKBONES)  # the plugin's entries vanish after
     monkeypatch.syspath_prepend(str(folder))
     monkeypatch.setenv("RSBENCH_PLUGINS", "my_baseline")
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # the plugin's entries vanish after
-    monkeypatch.setattr(registry, "_PLUGINS_LOADED", False)
     yield
     sys.modules.pop("my_baseline", None)
 
@@ -66,8 +66,10 @@ def test_trained_by_a_task_at_batch_sizes_4_and_1(plugin, data, tmp_path):
     for batch, norm in ((4, "BN"), (1, "GN")):
         task = get_task("segmentation", head_channels=16, norm=norm)
         budget = TrainBudget(max_iters=3, batch_size=batch, eval_batch_size=batch, lr=1e-3, warmup_iters=0)
-        result = finetune(task, build, Subset(train, range(8)), Subset(test, range(4)), ("rgb", "dsm"), budget, 0,
-                          tmp_path / str(batch))  # fmt: skip
+        result = finetune(FinetunePlan(
+            task, build, Subset(train, range(8)), Subset(test, range(4)), ("rgb", "dsm"), budget, 0,
+            tmp_path / str(batch)
+        ))  # fmt: skip
         assert len(result.loss_history) == 3 and all(math.isfinite(v) for v in result.loss_history)
         assert 0 <= result.metrics["mIoU"] <= 100
 
@@ -99,11 +101,10 @@ def test_the_sweep_config_of_the_page_validates(plugin, tmp_path):
 
 def test_a_file_dropped_under_backbones_registers_itself(monkeypatch, capsys):
     """The page's other route: the same module saved as backbones/<name>.py, no variable, no import line."""
+    monkeypatch.delenv("RSBENCH_PLUGINS", raising=False)
+    isolate_registry(monkeypatch, BACKBONES, rescan=True)  # the next lookup scans backbones/ again, the new file too
     path = Path(backbones.__file__).parent / "zz_doc_baseline_test.py"
     path.write_text(doc_block("# my_baseline.py"))
-    monkeypatch.delenv("RSBENCH_PLUGINS", raising=False)
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    monkeypatch.setattr(registry, "_PLUGINS_LOADED", False)
     try:
         assert cli.main(["backbones", "my_*"]) == 0
         assert NAME in capsys.readouterr().out

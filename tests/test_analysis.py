@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from benchmark import analysis
-from benchmark.tables import method_task_table
+from benchmark.analysis.tables import method_task_table
 
 
 def row(backbone, value, fraction=1.0, seed=0, task="segmentation", metric="mIoU", method=None, arch="vit_t16",

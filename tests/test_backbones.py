@@ -1,8 +1,10 @@
 import pytest
 import torch
+from conftest import isolate_registry
 
 import backbones
 from backbones import CheckpointError, UnknownBackboneError
+from rsbench.registry import BACKBONES
 
 
 def _inputs(size=32, batch=2, modalities=("rgb", "dsm")):
@@ -91,13 +93,13 @@ def test_plugin_module_registers_a_backbone(tmp_path, monkeypatch):
         "    '''A toy.'''\n"
         "    return MultiModalViT('vit_tiny_patch16_224', modalities=modalities, depth=4, **kw)\n"
     )
+    isolate_registry(monkeypatch, BACKBONES)  # the plugin's entry vanishes after
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("RSBENCH_PLUGINS", "my_plugin")
-    monkeypatch.setattr(backbones.registry, "_PLUGINS_LOADED", False)
     assert "toy_vit" in backbones.list_backbones()
     model = backbones.build("toy_vit", modalities=("rgb",), img_size=32, patch_size=8)
     assert len(model.vit.blocks) == 4
-    backbones.registry._REGISTRY.pop("toy_vit")
+    assert backbones.get_entry("toy_vit").method == "toy"  # the registration's metadata is in the mmengine Registry
 
 
 @pytest.mark.parametrize("name, kw", [("mae_vit_t16", dict(img_size=32, patch_size=8, depth=1)),

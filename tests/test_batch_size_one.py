@@ -15,9 +15,9 @@ from torch.utils.data import Subset
 
 import backbones
 import backbones.timm_convert  # noqa: F401  (registers timm_vit_*)
-from benchmark.pretrain import build_runner
+from benchmark.running.pretrain import build_runner
 from rsdatasets.synthetic import SyntheticBenchmark
-from tasks import TrainBudget, finetune, get_task
+from tasks import FinetunePlan, TrainBudget, finetune, get_task
 
 ENCODER = dict(arch="vit_t16", img_size=32, patch_size=16, encoder_kwargs=dict(depth=2))
 PRETRAIN = {
@@ -44,7 +44,7 @@ def tiles(synth_root):
 def _segment(build, tiles, work_dir, budget=ONE, norm="auto"):
     # The default norm ("auto") trains with GN at batch size 1: mmseg's BN pyramid pooling cannot (1x1 map).
     task = get_task("segmentation", head_channels=16, norm=norm)
-    return finetune(task, build, *tiles, MODALITIES, budget, seed=0, work_dir=work_dir)
+    return finetune(FinetunePlan(task, build, *tiles, MODALITIES, budget, seed=0, work_dir=work_dir))
 
 
 @pytest.mark.slow  # over 1.5 s per method on 2 cores; `make test` runs it

@@ -7,10 +7,10 @@ from mmengine.config import ConfigDict
 from torch.utils.data import Subset
 
 import backbones
-from benchmark.stats import paired_difference
+from benchmark.analysis.intervals import paired_difference
 from rsbench.registry import MODELS
 from rsdatasets.synthetic import SyntheticBenchmark
-from tasks import TrainBudget, finetune, get_task
+from tasks import FinetunePlan, TrainBudget, finetune, get_task
 from tasks.features import FeatureCache
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -68,8 +68,10 @@ def _cells(factory, train, test, seeds, tmp_path, key):
     cache = FeatureCache()
     stats = []
     for seed in seeds:
-        result = finetune(task, factory, train, test, ("rgb", "dsm"), BUDGET, seed, tmp_path / f"{key}{seed}",
-                          protocol="frozen", feature_cache=cache, feature_key=key)  # fmt: skip
+        result = finetune(FinetunePlan(
+            task, factory, train, test, ("rgb", "dsm"), BUDGET, seed, tmp_path / f"{key}{seed}", protocol="frozen",
+            feature_cache=cache, feature_key=key
+        ))  # fmt: skip
         stats.append(result.tile_stats)
     return task, stats
 

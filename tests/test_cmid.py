@@ -19,7 +19,7 @@ from backbones.hooks import TeacherEMAHook
 from benchmark.cli import main
 from rsbench.registry import MODELS
 from rsdatasets.synthetic import SyntheticBenchmark
-from tasks import TrainBudget, finetune, get_task
+from tasks import FinetunePlan, TrainBudget, finetune, get_task
 
 TINY = dict(arch="vit_t16", img_size=32, patch_size=8, encoder_kwargs=dict(depth=2), mask_block=8, proj_hidden=32,
             proj_dim=16, queue_size=16, num_matches=4, prototypes=8, head_hidden=32, head_bottleneck=16)  # fmt: skip
@@ -242,8 +242,9 @@ def test_pretrain_cli_resumes_exports_and_segments(tmp_path, data):
     task = get_task("segmentation", head_channels=16, norm="GN")
     budget = TrainBudget(max_iters=3, batch_size=1, eval_batch_size=1, warmup_iters=0)  # batch 1 downstream
     build = lambda: backbones.build("cmid_vit_t16", checkpoint=work / "encoder.pth")  # noqa: E731
-    result = finetune(task, build, Subset(train, [0, 1, 2]), Subset(test, [0, 1]), ("rgb", "dsm"), budget, 0,
-                      tmp_path / "seg")  # fmt: skip
+    result = finetune(FinetunePlan(
+        task, build, Subset(train, [0, 1, 2]), Subset(test, [0, 1]), ("rgb", "dsm"), budget, 0, tmp_path / "seg"
+    ))  # fmt: skip
     assert len(result.loss_history) == 3 and np.isfinite(result.loss_history).all()
     assert 0 <= result.metrics["mIoU"] <= 100
 
@@ -278,7 +279,7 @@ def test_resnet50_config_exports_an_encoder_that_builds(tmp_path):
     build = lambda: backbones.build("cmid_resnet50", checkpoint=work / "encoder.pth", layers=(1, 1, 1, 1))  # noqa: E731
     budget = TrainBudget(max_iters=2, batch_size=1, eval_batch_size=1, warmup_iters=0)
     task = get_task("segmentation", head_channels=16, norm="GN")
-    result = finetune(task, build, train, test, ("rgb", "dsm"), budget, 0, tmp_path / "seg")
+    result = finetune(FinetunePlan(task, build, train, test, ("rgb", "dsm"), budget, 0, tmp_path / "seg"))
     assert np.isfinite(result.loss_history).all() and 0 <= result.metrics["mIoU"] <= 100
 
 

@@ -8,7 +8,7 @@ from torch.utils.data import Subset
 
 import backbones
 from rsbench.registry import MODELS
-from tasks import TrainBudget, finetune, get_task
+from tasks import FinetunePlan, TrainBudget, finetune, get_task
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -20,8 +20,10 @@ def test_a_bf16_cell_trains_on_the_gpu(data, tmp_path):
     def vit():
         return backbones.build("random_init_vit_t16", ("rgb",), img_size=32, patch_size=8, depth=2)
 
-    result = finetune(get_task("segmentation", head_channels=16), vit, Subset(train, range(8)), Subset(test, range(4)),
-                      ("rgb",), budget, 0, tmp_path)  # fmt: skip
+    result = finetune(FinetunePlan(
+        get_task("segmentation", head_channels=16), vit, Subset(train, range(8)), Subset(test, range(4)), ("rgb",),
+        budget, 0, tmp_path
+    ))  # fmt: skip
     assert result.device != "cpu" and all(torch.isfinite(torch.tensor(result.loss_history)))
 
 

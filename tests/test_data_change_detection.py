@@ -96,8 +96,8 @@ def test_levircd_tiles_and_label_mapping(tmp_path, flat):
     assert torch.equal(ds[3]["change"], torch.from_numpy((label[32:, 32:] == 255).astype(np.int64)))
     full = LEVIRCD(root, "val", crop=None)
     assert len(full) == 2 and full[0]["change"].sum() == int((label == 255).sum())
-    dominant = ds.dominant_classes()
-    assert dominant.tolist() == [int(ds[i]["change"].any()) for i in range(len(ds))]
+    flags = ds.change_flags()
+    assert flags.tolist() == [int(ds[i]["change"].any()) for i in range(len(ds))]
     assert isinstance(ds.plot({**ds[0], "prediction": torch.zeros(2, 32, 32)}), Figure)
 
 
@@ -149,7 +149,7 @@ def test_second_binary_change_and_seeded_split(tmp_path):
             expected = torch.zeros(32, 32, dtype=torch.int64)
             expected[: 4 + n, :6] = 1
             assert torch.equal(sample["change"], expected)
-    assert train.dominant_classes().tolist() == [1] * 8
+    assert train.change_flags().tolist() == [1] * 8
     assert isinstance(train.plot(train[0]), Figure)
 
 

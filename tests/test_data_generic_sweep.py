@@ -11,7 +11,7 @@ import pytest
 from test_data_generic import _save, make_change_pairs, make_image_folder, make_mmseg, make_voc, voc_xml
 
 from benchmark.cli import main
-from benchmark.results import ResultStore
+from benchmark.running.store import ResultStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]

@@ -21,8 +21,8 @@ from backbones.diagnostics import (
 from backbones.hooks import LossGradientHook
 from backbones.vit import MultiModalViT
 from benchmark.cli import main
-from benchmark.diagnose import FUSED, decompose_encoder
-from benchmark.pretrain import KNNProbeHook
+from benchmark.running.diagnose import FUSED, decompose_encoder
+from benchmark.running.pretrain import KNNProbeHook
 from rsbench.registry import MODELS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -186,7 +186,7 @@ def test_the_diagnose_command_on_an_encoder_checkpoint(val_tiles, val_root, tmp_
 def test_the_diagnose_command_on_a_training_checkpoint(tmp_path, capsys):
     from conftest import write_tiny_pretrain_config
 
-    from benchmark.diagnose import build_from_training_checkpoint
+    from benchmark.running.diagnose import build_from_training_checkpoint
 
     model_cfg = {k: v for k, v in TINY.items() if k not in ("type", "_scope_")}
     cfg = write_tiny_pretrain_config(tmp_path, "mssdf_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", model_cfg)

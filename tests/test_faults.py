@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.results import ResultStore
+from benchmark.running.store import ResultStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = ["--backbone-options", "img_size=32", "patch_size=8", "depth=2"]
@@ -225,7 +225,7 @@ def test_rows_of_other_code_are_recomputed_unless_accepted(tmp_path, capsys, mon
     run = tmp_path / "run"
     assert main(["sweep", str(_spec(tmp_path)), "--run-dir", str(run)]) == 0
     before = ResultStore(run).load()
-    monkeypatch.setattr("benchmark.sweep.code_fingerprint", lambda: "changed-code")
+    monkeypatch.setattr("benchmark.running.cells.code_fingerprint", lambda: "changed-code")
     assert main(["sweep", str(_spec(tmp_path)), "--run-dir", str(run), "--accept-stale"]) == 0
     out = capsys.readouterr().out
     assert "1 cell(s) have results from other code" in out and "kept (--accept-stale)" in out
@@ -240,7 +240,7 @@ def test_rows_of_other_code_are_recomputed_unless_accepted(tmp_path, capsys, mon
 
 
 def test_a_report_that_mixes_code_versions_says_so(tmp_path):
-    from benchmark.report import report_run
+    from benchmark.analysis.summary import report_run
 
     rows = [dict(method="random_init", backbone="random_init_vit_t16", task="segmentation", dataset="synthetic",
                  fraction=1.0, n_train=4, split_seed=0, train_seed=s, metric="mIoU", value=50.0 + s, status="ok",
@@ -318,7 +318,7 @@ def test_sigterm_during_pretraining_then_resume_gives_the_uninterrupted_encoder(
 
 
 def test_resume_skips_a_latest_checkpoint_that_was_cut_short(tmp_path):
-    from benchmark.pretrain import readable_latest_checkpoint
+    from benchmark.running.pretrain import readable_latest_checkpoint
 
     good, bad = tmp_path / "epoch_1.pth", tmp_path / "epoch_2.pth"
     torch.save({"meta": {}, "state_dict": {}}, good)
@@ -373,7 +373,7 @@ def test_same_seeds_same_subset_and_numbers_across_processes(tmp_path):
 def test_the_same_seeds_give_the_same_label_subset_bit_for_bit():
     import numpy as np
 
-    from benchmark.splits import carve_validation, nested_label_subsets
+    from benchmark.running.splits import carve_validation, nested_label_subsets
 
     strata = np.random.default_rng(0).integers(0, 6, 400)
     first = nested_label_subsets(strata, [0.01, 0.05, 0.25, 1.0], 3, every_stratum=True)

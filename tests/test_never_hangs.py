@@ -11,9 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.launch import run_logged, run_sweep
-from benchmark.results import ResultStore
-from benchmark.sweep import SweepRunner, SweepSpec, expand_cells
+from benchmark.running.cell_runner import CellRunner
+from benchmark.running.cells import expand_cells
+from benchmark.running.executors import run_logged
+from benchmark.running.spec import SweepSpec
+from benchmark.running.store import ResultStore
+from benchmark.running.sweep import run_sweep
 from rsbench.watchdog import EXIT_STALLED
 from tasks.detection import voc_map
 
@@ -92,7 +95,7 @@ def test_no_cell_forks(tmp_path, monkeypatch):
         raise AssertionError("a cell tried to fork")
 
     spec = _spec(tmp_path, tasks=("detection", "segmentation", "change_detection"))
-    runner = SweepRunner(spec, tmp_path / "run")
+    runner = CellRunner(spec, tmp_path / "run")
     runner.prepare(expand_cells(spec))  # data generation is not a cell
     monkeypatch.setattr(os, "fork", refuse)
     monkeypatch.setattr(os, "forkpty", refuse)
@@ -161,7 +164,7 @@ def _resources() -> tuple[int, int]:
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files through /proc")
 def test_open_files_and_threads_stay_flat_over_30_cells(tmp_path):
     spec = _spec(tmp_path, train_seeds=list(range(30)), budgets=dict(segmentation=dict(BUDGET, max_iters=1)))
-    runner = SweepRunner(spec, tmp_path / "run")
+    runner = CellRunner(spec, tmp_path / "run")
     cells = expand_cells(spec)
     runner.prepare(cells)
     seen = []

@@ -5,9 +5,11 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import isolate_registry
 
 DATASET = '''
 import torch
@@ -134,16 +136,31 @@ custom_hooks = []
 '''
 
 
-def _rsbench(tmp_path, *args):
+def _python(tmp_path, *args):
+    """``python ARGS`` in ``tmp_path`` with the plugin files importable and named in ``$RSBENCH_PLUGINS``."""
     env = {**os.environ, "RSBENCH_PLUGINS": "toy_dataset,toy_task,toy_method", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
-    return subprocess.run([sys.executable, "-m", "benchmark.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=600, cwd=tmp_path)  # fmt: skip
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=600,
+                          cwd=tmp_path)  # fmt: skip
+
+
+def _rsbench(tmp_path, *args):
+    return _python(tmp_path, "-m", "benchmark.cli", *args)
+
+
+#: Each cell's interval, computed when the run is read (from the tile statistics the cell saved).
+READ_INTERVAL = """
+import pandas as pd
+from benchmark.analysis import cell_intervals
+rows = cell_intervals(pd.read_parquet("run/results.parquet"), "run")
+row = rows[rows["metric"] == "ABSERR"].iloc[0]
+print(row["ci_low"], row["value"], row["ci_high"])
+"""
 
 
 @pytest.mark.slow
 def test_a_plugin_task_dataset_and_method_run_end_to_end(tmp_path):
-    from benchmark.provenance import REPO_ROOT
+    from benchmark.running.provenance import REPO_ROOT
 
     for name, source in (("toy_dataset", DATASET), ("toy_task", TASK), ("toy_method", METHOD)):
         (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
@@ -163,6 +180,34 @@ def test_a_plugin_task_dataset_and_method_run_end_to_end(tmp_path):
     rows = pd.read_parquet(tmp_path / "run" / "results.parquet")
     row = rows[rows["metric"] == "ABSERR"].iloc[0]
     assert row["status"] == "ok" and row["higher_is_better"] == False  # noqa: E712  (numpy bool)
-    assert 0 <= row["value"] < 1 and row["ci_low"] <= row["value"] <= row["ci_high"]
+    assert "ci_low" not in rows  # a row stores what was measured; its interval is computed when read
+    read = _python(tmp_path, "-c", READ_INTERVAL)
+    low, value, high = map(float, read.stdout.split())
+    assert 0 <= value < 1 and low <= value <= high, read.stderr[-2000:]
     # the report ranks the plugin's lower-is-better metric with the arrow its task declared
     assert "toy_task ABSERR ↓" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_a_file_dropped_into_a_package_registers_itself(monkeypatch):
+    """The other route of the one registry rule: a module file inside ``rsdatasets/`` or ``tasks/`` is found when
+    the package is scanned (the first lookup), with no import line and no location list anywhere."""
+    import rsdatasets
+    import tasks
+    from rsbench.registry import BENCHMARK_DATASETS, TASKS
+
+    dropped = {rsdatasets: ("zz_dropped_dataset", DATASET.replace('"toy_data"', '"dropped_data"')),
+               tasks: ("zz_dropped_task", TASK.replace('"toy_task"', '"dropped_task"'))}  # fmt: skip
+    for registry in (BENCHMARK_DATASETS, TASKS):
+        isolate_registry(monkeypatch, registry, rescan=True)  # the next lookup scans again, the new files too
+    paths = []
+    try:
+        for package, (name, source) in dropped.items():
+            path = Path(package.__file__).parent / f"{name}.py"
+            path.write_text(textwrap.dedent(source))
+            paths.append((path, f"{package.__name__}.{name}"))
+        assert "dropped_data" in rsdatasets.list_datasets()
+        assert "dropped_task" in tasks.list_tasks()
+    finally:
+        for path, module in paths:
+            path.unlink(missing_ok=True)
+            sys.modules.pop(module, None)

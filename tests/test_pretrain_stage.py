@@ -11,7 +11,7 @@ import pytest
 from conftest import write_tiny_pretrain_config
 
 import backbones
-from benchmark.pretrain_stage import check_entries, encoder_path, pretrain_reference, run_pretraining
+from benchmark.running.pretrain_stage import check_entries, encoder_path, pretrain_reference, run_pretraining
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,10 +52,11 @@ def test_stage_runs_once_then_reuses_the_encoder(tmp_path):
 def test_sweep_spec_pretrains_then_fine_tunes_on_the_exported_encoder(tmp_path, synth_root):
     from rich.console import Console
 
-    from benchmark.launch import run_sweep
-    from benchmark.progress import print_plan
-    from benchmark.results import ResultStore
-    from benchmark.sweep import SweepSpec
+    from benchmark.analysis.summary import write_summary
+    from benchmark.running.progress import print_plan
+    from benchmark.running.spec import SweepSpec
+    from benchmark.running.store import ResultStore
+    from benchmark.running.sweep import run_sweep
 
     cfg = write_tiny_pretrain_config(tmp_path, "mae_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", TINY_MAE)
     spec = SweepSpec(
@@ -71,7 +72,7 @@ def test_sweep_spec_pretrains_then_fine_tunes_on_the_exported_encoder(tmp_path, 
     run = tmp_path / "run"
     print_plan(spec.with_pretrained(run), run, console)  # dry run: nothing pretrained or trained yet
     assert "to run first" in console.export_text() and not (run / "pretrain").exists()
-    run_sweep(spec, run, console=console)
+    run_sweep(spec, run, console=console, summarize=write_summary)
     frame = ResultStore(run).load()
     assert set(frame["status"]) == {"ok"} and set(frame["backbone"]) == {"mae_vit_t16"}
     assert frame["checkpoint_hash"].iloc[0] == backbones.file_hash(encoder_path(run, "mae"))
@@ -89,7 +90,7 @@ def test_sweep_spec_pretrains_then_fine_tunes_on_the_exported_encoder(tmp_path, 
     assert "1 cells, 1 pretraining run(s)" in split[0] and split[-1].startswith("harness share ")
     shares = [float(line.split()[-2]) for line in split[1:-1]]
     assert sum(shares) == pytest.approx(100, abs=0.6)  # the parts add up to the wall time
-    run_sweep(spec, run, console=console)  # everything is reused: the encoder and the finished cell
+    run_sweep(spec, run, console=console, summarize=write_summary)  # everything is reused: the encoder, the cell
     assert "reusing" in console.export_text() and len(ResultStore(run).load()) == len(frame)
     timing = json.loads((run / "timing.json").read_text())
     assert timing["cells"] == 0 and not timing["pretraining"]["mae"]["this_run"]

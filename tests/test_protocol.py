@@ -7,9 +7,9 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 import backbones
-from benchmark.splits import carve_validation, nested_label_subsets
+from benchmark.running.splits import carve_validation, nested_label_subsets
 from rsdatasets.transforms import CoRegisteredAugment
-from tasks import TrainBudget, finetune, get_task
+from tasks import FinetunePlan, TrainBudget, finetune, get_task
 from tasks.features import FeatureCache, FrozenBackbone, WithFeatures, compute_split_features
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -66,9 +66,11 @@ def test_selection_reads_validation_during_training_and_test_only_at_the_end(dat
     def progress(i, total):
         clock["iter"] = i
 
-    result = finetune(get_task("segmentation", head_channels=16), _backbone(), Subset(train, range(16)),
-                      Recorder(test, clock, test_log), ("rgb",), budget, 0, tmp_path, progress,
-                      val_set=Recorder(Subset(train, range(16, 20)), clock, val_log))  # fmt: skip
+    result = finetune(FinetunePlan(
+        get_task("segmentation", head_channels=16), _backbone(), Subset(train, range(16)),
+        Recorder(test, clock, test_log), ("rgb",), budget, 0, tmp_path,
+        val_set=Recorder(Subset(train, range(16, 20)), clock, val_log)
+    ), progress=progress)  # fmt: skip
     assert sorted(set(val_log)) == [4, 8, 12]  # checked three times while training
     assert set(test_log) == {12} and len(test_log) == len(test)  # read once, after the last iteration
     assert result.iterations == 12 and result.n_val == 4
@@ -81,8 +83,10 @@ def test_selection_reads_validation_during_training_and_test_only_at_the_end(dat
 def test_without_a_validation_split_the_last_iterate_is_tested(data, tmp_path):
     train, test = data
     budget = TrainBudget(max_iters=3, batch_size=4, warmup_iters=0)
-    result = finetune(get_task("classification"), _backbone(), Subset(train, range(4)), Subset(test, range(4)),
-                      ("rgb",), budget, 0, tmp_path)  # fmt: skip
+    result = finetune(FinetunePlan(
+        get_task("classification"), _backbone(), Subset(train, range(4)), Subset(test, range(4)), ("rgb",), budget,
+        0, tmp_path
+    ))  # fmt: skip
     assert result.selected_iter == 3 and result.selection.startswith("last iterate")
 
 
@@ -92,8 +96,10 @@ def test_a_diverging_cell_stops_at_the_first_non_finite_loss(data, tmp_path):
     train, test = data
     budget = TrainBudget(max_iters=20, batch_size=4, warmup_iters=0, lr=1e12)
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss at iter \d+"):
-        finetune(get_task("segmentation", head_channels=16), _backbone(), Subset(train, range(8)),
-                 Subset(test, range(4)), ("rgb",), budget, 0, tmp_path)  # fmt: skip
+        finetune(FinetunePlan(
+            get_task("segmentation", head_channels=16), _backbone(), Subset(train, range(8)), Subset(test, range(4)),
+            ("rgb",), budget, 0, tmp_path
+        ))  # fmt: skip
 
 
 # ---- the frozen protocol and its feature cache ----
@@ -126,8 +132,10 @@ def test_frozen_cells_give_the_same_numbers_with_and_without_the_cache(data, tmp
     budget = TrainBudget(max_iters=6, batch_size=4, warmup_iters=0, val_checks=2)
     task = get_task("segmentation", head_channels=16)
     fit, val, held = Subset(train, range(12)), Subset(train, range(12, 16)), Subset(test, range(8))
-    runs = [finetune(task, _backbone(), fit, held, ("rgb",), budget, 0, tmp_path / str(i), val_set=val,
-                     protocol="frozen", feature_cache=cache, feature_key="k")  # fmt: skip
+    runs = [finetune(FinetunePlan(
+        task, _backbone(), fit, held, ("rgb",), budget, 0, tmp_path / str(i), val_set=val, protocol="frozen",
+        feature_cache=cache, feature_key="k"
+    ))  # fmt: skip
             for i, cache in enumerate((None, FeatureCache()))]
     assert runs[0].loss_history == runs[1].loss_history
     assert runs[0].metrics == runs[1].metrics
@@ -146,8 +154,10 @@ def test_the_frozen_encoder_never_changes_but_the_probe_trains(data, tmp_path):
 
     task.build_model = build_model
     budget = TrainBudget(max_iters=4, batch_size=4, warmup_iters=0, lr=1e-2)
-    finetune(task, _backbone(), Subset(train, range(8)), Subset(test, range(4)), ("rgb",), budget, 0, tmp_path,
-             protocol="frozen", feature_cache=FeatureCache(), feature_key="k")  # fmt: skip
+    finetune(FinetunePlan(
+        task, _backbone(), Subset(train, range(8)), Subset(test, range(4)), ("rgb",), budget, 0, tmp_path,
+        protocol="frozen", feature_cache=FeatureCache(), feature_key="k"
+    ))  # fmt: skip
     after = built["model"].state_dict()
     encoder = [k for k in after if k.startswith("backbone.backbone.")]
     assert any(".vit.blocks." in k for k in encoder) and any(".patch_embeds." in k for k in encoder)
@@ -162,8 +172,10 @@ def test_change_detection_caches_both_dates(data, tmp_path):
     assert set(task.feature_views(("rgb", "dsm"))) == {"features", "features_t2"}
     budget = TrainBudget(max_iters=2, batch_size=4, warmup_iters=0)
     cache = FeatureCache()
-    result = finetune(task, _backbone(), Subset(train, range(8)), Subset(test, range(4)), ("rgb",), budget, 0,
-                      tmp_path, protocol="frozen", feature_cache=cache, feature_key="k")  # fmt: skip
+    result = finetune(FinetunePlan(
+        task, _backbone(), Subset(train, range(8)), Subset(test, range(4)), ("rgb",), budget, 0, tmp_path,
+        protocol="frozen", feature_cache=cache, feature_key="k"
+    ))  # fmt: skip
     assert cache.misses == 4 and "F1_change" in result.metrics  # (train, test) x (date 1, date 2)
 
 

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from benchmark.analysis.summary import report_run, write_summary
 from benchmark.cli import main
-from benchmark.report import report_run, write_summary
-from benchmark.results import ResultStore
-from benchmark.tilestats import save_tile_stats
+from benchmark.running.rundir import RunDir
+from benchmark.running.store import ResultStore
+from benchmark.running.tilestats import save_tile_stats
 
 FRACTIONS = (0.05, 0.25, 1.0)
 # mean score per backbone and fraction; mssdf matches random init at 100 % from 25 %, mae never does
@@ -24,7 +25,7 @@ CURVES = {
     "mssdf_vit_t16": (50.0, 62.0, 70.0),
     "mae_vit_t16": (35.0, 50.0, 58.0),
 }
-#: What a cell records when it starts (benchmark.provenance.cell_provenance), as the report reads it.
+#: What a cell records when it starts (benchmark.running.provenance.cell_provenance), as the report reads it.
 PROVENANCE = {"environment": {"sys.platform": "linux", "Python": "3.11.7 (main) [GCC 12.2.0]",
                               "CUDA available": "False", "PyTorch": "2.14.1+cu130", "MMEngine": "0.10.7"},
               "libraries": {"mmsegmentation": "1.2.2", "timm": "1.0.31"}, "config": {"budget": {"max_iters": 200}}}
@@ -46,7 +47,7 @@ def _tile_stats(run_dir, chash, task, value, seed):
                  "union": np.full((N_TILES, 1), 100.0)}  # fmt: skip
     else:  # depth: RMSE pools squared errors over tiles of 100 valid pixels
         stats = {"n": np.full(N_TILES, 100.0), "sse": 100 * value**2 * (1 + _centred(_SHARED) + _centred(own))}
-    save_tile_stats(run_dir / "cells" / chash, stats, task=task)
+    save_tile_stats(RunDir(run_dir).tile_stats(chash), stats, task=task)
 
 
 def make_run(run_dir):
@@ -218,7 +219,7 @@ def test_a_run_where_every_cell_failed_still_gets_a_report(tmp_path):
 def test_markdown_cells_keep_their_pipes_inside_the_cell():
     import pandas as pd
 
-    from benchmark.tables import plain_table, to_markdown
+    from benchmark.analysis.tables import plain_table, to_markdown
 
     md = to_markdown(plain_table(pd.DataFrame({"status": ["failed: ValueError: a | b"], "n": [1]}), "t"))
     assert "a \\| b" in md and md.splitlines()[-1].count("|") == 4  # 3 borders + the escaped one

@@ -4,8 +4,8 @@ import os
 import pandas as pd
 import pytest
 
-from benchmark.results import ResultStore
-from benchmark.tables import failed_cells, seed_table, summary_table
+from benchmark.analysis.tables import failed_cells, seed_table, summary_table
+from benchmark.running.store import ResultStore
 
 
 def _rows(chash, seed, value, fraction=0.1, status="ok"):

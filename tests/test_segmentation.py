@@ -4,7 +4,7 @@ import torch
 from torch.utils.data import Subset
 
 import backbones
-from tasks import TrainBudget, finetune, get_task
+from tasks import FinetunePlan, TrainBudget, finetune, get_task
 from tasks.segmentation import SegmentationMetric
 
 TINY = dict(img_size=32, patch_size=8, depth=4)
@@ -19,7 +19,9 @@ def test_tiny_segmentation_run_learns(data, tmp_path):
     train, test = data
     task = get_task("segmentation", head_channels=32)
     budget = TrainBudget(max_iters=60, batch_size=8, lr=2e-3, warmup_iters=4, log_interval=1)
-    result = finetune(task, _tiny_backbone(), train, test, ("rgb", "dsm"), budget, seed=0, work_dir=tmp_path)
+    result = finetune(FinetunePlan(
+        task, _tiny_backbone(), train, test, ("rgb", "dsm"), budget, seed=0, work_dir=tmp_path
+    ))
     losses = np.array(result.loss_history)
     assert len(losses) == 60
     assert losses[-8:].mean() < 0.8 * losses[:8].mean(), losses
@@ -33,7 +35,9 @@ def test_same_seed_same_numbers_and_batch_size_one(data, tmp_path):
     budget = TrainBudget(max_iters=3, batch_size=1, eval_batch_size=1, warmup_iters=0)
     small = Subset(train, [0, 1, 2])
     runs = [
-        finetune(task, _tiny_backbone(("rgb",)), small, Subset(test, [0, 1]), ("rgb",), budget, 3, tmp_path / str(i))
+        finetune(FinetunePlan(
+            task, _tiny_backbone(("rgb",)), small, Subset(test, [0, 1]), ("rgb",), budget, 3, tmp_path / str(i)
+        ))
         for i in range(2)
     ]
     assert runs[0].loss_history == runs[1].loss_history

@@ -8,7 +8,7 @@ import multiprocessing
 import signal
 import time
 
-from benchmark.preemption import handle_sigterm, stop_requested
+from benchmark.running.preemption import handle_sigterm, stop_requested
 
 
 def _sleep(ready) -> None:

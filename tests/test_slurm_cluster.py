@@ -20,10 +20,12 @@ import pytest
 from slurm_localhost import INSTALL_HINT, LocalSlurm, missing_binaries
 
 from benchmark.cli import main
-from benchmark.launch import _wait_for_jobs
-from benchmark.results import ResultStore
-from benchmark.slurm_queue import QueueWatch
-from benchmark.sweep import SweepRunner, SweepSpec, expand_cells
+from benchmark.running.cell_runner import CellRunner
+from benchmark.running.cells import expand_cells
+from benchmark.running.executors import _wait_for_jobs
+from benchmark.running.slurm_queue import QueueWatch
+from benchmark.running.spec import SweepSpec
+from benchmark.running.store import ResultStore
 
 pytestmark = pytest.mark.slow
 
@@ -205,7 +207,7 @@ def test_without_sacct_a_job_that_ends_without_a_result_fails_its_cell_instead_o
     spec = SweepSpec(name="no_sacct", tasks=["segmentation"], fractions=[1.0], train_seeds=[0, 1],
                      backbones=[dict(name="random_init_vit_t16", checkpoint=None, kwargs=dict(img_size=32))],
                      dataset=dict(name="synthetic", root=str(tmp_path / "data"), size=32, n=16))  # fmt: skip
-    runner, cells = SweepRunner(spec, tmp_path / "run"), expand_cells(spec)
+    runner, cells = CellRunner(spec, tmp_path / "run"), expand_cells(spec)
     executor = submitit.AutoExecutor(folder=tmp_path / "submitit" / "%j", cluster="slurm")
     executor.update_parameters(timeout_min=5, cpus_per_task=1, slurm_array_parallelism=1)
     with executor.batch():  # jobs that only return a string: they start in a second, no harness to import

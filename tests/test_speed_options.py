@@ -8,8 +8,8 @@ from torch.utils.data import Subset
 
 import backbones
 from rsbench.registry import MODELS
-from tasks import TrainBudget, finetune, get_task
-from tasks.engine import AutocastOptimWrapper
+from tasks import FinetunePlan, TrainBudget, finetune, get_task
+from tasks.runtime import AutocastOptimWrapper
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -31,12 +31,14 @@ def test_bf16_autocast_trains_a_cell_and_casts_the_step(data, tmp_path):
 
     task.build_model = build_model
     budget = TrainBudget(max_iters=3, batch_size=4, warmup_iters=0, amp="bf16", val_checks=0)
-    result = finetune(task, _vit, Subset(train, range(8)), Subset(test, range(4)), ("rgb",), budget, 0, tmp_path)
+    result = finetune(FinetunePlan(
+        task, _vit, Subset(train, range(8)), Subset(test, range(4)), ("rgb",), budget, 0, tmp_path
+    ))
     assert all(torch.isfinite(torch.tensor(result.loss_history)))
     assert torch.bfloat16 in seen[:3]  # the training steps ran in bfloat16
     assert seen[-1] == torch.float32  # the test did not
     with pytest.raises(ValueError, match="unknown amp"):
-        finetune(task, _vit, train, test, ("rgb",), TrainBudget(max_iters=1, amp="fp8"), 0, tmp_path)
+        finetune(FinetunePlan(task, _vit, train, test, ("rgb",), TrainBudget(max_iters=1, amp="fp8"), 0, tmp_path))
 
 
 def test_autocast_wrapper_is_a_plain_context_on_the_model_device():
@@ -69,8 +71,10 @@ def test_channels_last_runs_a_cnn_cell(data, tmp_path):
     def resnet():
         return backbones.build("random_init_resnet50", ("rgb",), img_size=32)
 
-    result = finetune(get_task("segmentation", head_channels=16), resnet, Subset(train, range(4)),
-                      Subset(test, range(2)), ("rgb",), budget, 0, tmp_path)  # fmt: skip
+    result = finetune(FinetunePlan(
+        get_task("segmentation", head_channels=16), resnet, Subset(train, range(4)), Subset(test, range(2)),
+        ("rgb",), budget, 0, tmp_path
+    ))  # fmt: skip
     assert "mIoU" in result.metrics
 
 
@@ -99,7 +103,9 @@ def test_torch_compile_of_the_backbone_gives_the_same_features():
 
 
 def test_options_are_in_the_hash_and_the_row(tmp_path):
-    from benchmark.sweep import SweepRunner, SweepSpec, cell_hash, expand_cells
+    from benchmark.running.cell_runner import CellRunner
+    from benchmark.running.cells import cell_hash, expand_cells
+    from benchmark.running.spec import SweepSpec
 
     def spec(**budget):
         return SweepSpec(name="o", backbones=[dict(name="random_init_vit_t16", checkpoint=None,
@@ -111,6 +117,6 @@ def test_options_are_in_the_hash_and_the_row(tmp_path):
 
     plain, fast = spec(), spec(amp="bf16", grad_checkpointing=True)
     assert cell_hash(plain, expand_cells(plain)[0]) != cell_hash(fast, expand_cells(fast)[0])
-    rows = SweepRunner(fast, tmp_path / "run").run_cell(expand_cells(fast)[0])
+    rows = CellRunner(fast, tmp_path / "run").run_cell(expand_cells(fast)[0])
     assert rows[0]["status"] == "ok" and rows[0]["train_options"] == "amp=bf16,grad_checkpointing"
     assert TrainBudget().options() == ""

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from benchmark.splits import nested_label_subsets, subset_size
+from benchmark.running.splits import nested_label_subsets, subset_size
 
 FRACTIONS = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0]
 

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from benchmark import analysis
-from benchmark.stats import paired_difference, tile_ci, tile_weights
-from benchmark.tilestats import save_tile_stats
+from benchmark.analysis.intervals import paired_difference, tile_ci, tile_weights
+from benchmark.running.rundir import RunDir
+from benchmark.running.tilestats import save_tile_stats
 from tasks.change_detection import ChangeMetric
 from tasks.classification import ClassificationMetric
 from tasks.depth import DepthMetric, depth_sums
@@ -212,7 +213,7 @@ def _store(tmp_path, specs):
         chash = f"{backbone}-{fraction}-{seed}"
         noise = np.random.default_rng(abs(hash(chash)) % 2**32).random(200) * 0.1
         stats = {"correct": (hard + noise < p + 0.05).astype(float)}
-        save_tile_stats(tmp_path / "cells" / chash, stats, task="classification", metric="OA")
+        save_tile_stats(RunDir(tmp_path).tile_stats(chash), stats, task="classification", metric="OA")
         method = "random_init" if backbone.startswith("random") else backbone.split("_vit")[0]
         rows.append(dict(method=method, backbone=backbone, arch="vit_t16", task="classification", dataset="synthetic",
                          protocol="frozen", fraction=fraction, n_train=int(400 * fraction), split_seed=0,

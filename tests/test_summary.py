@@ -10,24 +10,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.stats import paired_difference
-from benchmark.summary import (
+from benchmark.analysis.aggregates import (
     adaptation_compute,
     aggregate_scores,
-    auc_weights,
-    clean_rows,
-    corrupted_rows,
     format_flops,
-    label_efficiency_auc,
     least_degraded,
-    log_fraction_auc,
     normalization_anchors,
     normalized_scores,
-    paired_auc,
     pareto_front,
     pretraining_compute,
     robustness_drops,
 )
+from benchmark.analysis.auc import (
+    auc_weights,
+    clean_rows,
+    corrupted_rows,
+    label_efficiency_auc,
+    log_fraction_auc,
+    paired_auc,
+)
+from benchmark.analysis.intervals import paired_difference
 
 SEEDS = [(0, 0), (0, 1), (1, 0)]
 
@@ -364,7 +366,12 @@ def test_pretraining_compute_and_the_pareto_front():
 
 
 def test_summary_figures_are_written(tmp_path):
-    from benchmark.summary_plots import aggregate_plot, difference_heatmap, pareto_plot, performance_profile_plot
+    from benchmark.analysis.summary_plots import (
+        aggregate_plot,
+        difference_heatmap,
+        pareto_plot,
+        performance_profile_plot,
+    )
 
     agg = _aggregate_store()
     scores = normalized_scores(agg.frame)

@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.launch import run_sweep
-from benchmark.progress import plan
-from benchmark.provenance import code_fingerprint, config_hash
-from benchmark.results import ResultStore
-from benchmark.sweep import SweepSpec, cell_hash, expand_cells
+from benchmark.running.cells import IDENTITY, cell_hash, expand_cells
+from benchmark.running.progress import plan
+from benchmark.running.provenance import code_fingerprint, config_hash
+from benchmark.running.spec import SweepSpec
+from benchmark.running.store import ResultStore
+from benchmark.running.sweep import run_sweep
 from rsdatasets import register_dataset
 from rsdatasets.synthetic import SyntheticBenchmark
 from tasks import TrainBudget
@@ -54,15 +55,15 @@ def test_the_cell_hash_covers_what_decides_the_numbers(tmp_path, monkeypatch):
     cells = expand_cells(spec)
     assert {c.protocol for c in cells} == {"frozen", "finetune"}
     for cell in cells:
-        expected = {k: v for k, v in asdict(cell).items() if k != "dataset"}
+        expected = {k: getattr(cell, k) for k in IDENTITY if k != "dataset"}
         expected.update(code=code_fingerprint(), checkpoint="none", backbone_kwargs=VIT, dataset=spec.dataset,
                         modalities=["rgb", "dsm"], budget=asdict(TrainBudget(**BUDGET)),
                         task_kwargs=dict(head_channels=16))  # fmt: skip
-        assert cell_hash(spec, cell) == config_hash(expected)
+        assert cell_hash(spec, cell) == cell.config_hash == config_hash(expected)
     # A change to the code that computes results changes every hash (no stale row is reused).
-    before = cell_hash(spec, cells[0])
-    monkeypatch.setattr("benchmark.sweep.code_fingerprint", lambda: "another-version")
-    assert cell_hash(spec, cells[0]) != before
+    before = cells[0].config_hash
+    monkeypatch.setattr("benchmark.running.cells.code_fingerprint", lambda: "another-version")
+    assert expand_cells(spec)[0].config_hash != before
 
 
 @pytest.mark.slow
@@ -187,14 +188,14 @@ def test_parallel_workers_and_submitit_give_the_inline_numbers(tmp_path):
     logs = sorted((tmp_path / "pool" / "logs").glob("*.log"))
     assert len(logs) == 4 and all("status: ok" in p.read_text() for p in logs)
     # Slurm path with submitit's in-process executor: same numbers, one job per cell.
-    run_sweep(spec, tmp_path / "debug", launcher="slurm", slurm=dict(cluster="debug", time_min=5))
+    run_sweep(spec, tmp_path / "debug", executor="slurm", slurm=dict(cluster="debug", time_min=5))
     pd.testing.assert_series_equal(_ok_values(tmp_path / "debug"), reference, rtol=1e-5)
 
 
 @pytest.mark.slow
 def test_submitit_local_executor_runs_cells_as_processes(tmp_path, capsys):
     spec = _spec(tmp_path, fractions=[1.0], train_seeds=[0])
-    run_sweep(spec, tmp_path / "run", launcher="slurm", slurm=dict(cluster="local", time_min=5, cpus=1))
+    run_sweep(spec, tmp_path / "run", executor="slurm", slurm=dict(cluster="local", time_min=5, cpus=1))
     frame = ResultStore(tmp_path / "run").load()
     assert (frame["status"] == "ok").all() and frame["config_hash"].nunique() == 1
     assert "submitted 1 job(s) to local" in capsys.readouterr().out

@@ -11,7 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from benchmark.results import ResultStore
+from benchmark.running.store import ResultStore
 
 SPEC = """name = "kill_test"
 dataset = dict(name="synthetic", root={root!r}, seed=0, size=32, n=16)
@@ -106,7 +106,7 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_table(tmp_
 WRITER = textwrap.dedent(
     """
     import sys
-    from benchmark.results import ResultStore
+    from benchmark.running.store import ResultStore
 
     store, name = ResultStore(sys.argv[1]), sys.argv[2]
     for i in range(40):
@@ -121,7 +121,7 @@ CONSOLIDATOR = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from benchmark.results import ResultStore
+    from benchmark.running.store import ResultStore
 
     store = ResultStore(sys.argv[1])
     while not Path(sys.argv[2]).exists():  # fold parts in while the writers append, until they are done

@@ -4,7 +4,7 @@ import torch
 from torch.utils.data import Subset
 
 import backbones
-from tasks import TrainBudget, finetune, get_task
+from tasks import FinetunePlan, TrainBudget, finetune, get_task
 from tasks.change_detection import ChangeMetric
 
 
@@ -17,7 +17,7 @@ def test_tiny_change_detection_run_learns(data, tmp_path):
     train, test = data
     task = get_task("change_detection", head_channels=32)
     budget = TrainBudget(max_iters=40, batch_size=8, lr=2e-3, warmup_iters=4, log_interval=1)
-    result = finetune(task, _tiny_backbone(), train, test, ("rgb",), budget, seed=0, work_dir=tmp_path)
+    result = finetune(FinetunePlan(task, _tiny_backbone(), train, test, ("rgb",), budget, seed=0, work_dir=tmp_path))
     losses = np.array(result.loss_history)
     assert len(losses) == 40
     assert losses[-8:].mean() < 0.7 * losses[:8].mean(), losses
@@ -30,7 +30,8 @@ def test_batch_size_one_and_same_seed_same_numbers(data, tmp_path):
     task = get_task("change_detection", head_channels=16)
     budget = TrainBudget(max_iters=3, batch_size=1, eval_batch_size=1, warmup_iters=0)
     small, held = Subset(train, [0, 1, 2]), Subset(test, [0, 1])
-    runs = [finetune(task, _tiny_backbone(), small, held, ("rgb",), budget, 3, tmp_path / str(i)) for i in range(2)]
+    runs = [finetune(FinetunePlan(task, _tiny_backbone(), small, held, ("rgb",), budget, 3, tmp_path / str(i)))
+            for i in range(2)]
     assert runs[0].loss_history == runs[1].loss_history
     np.testing.assert_equal(runs[0].metrics, runs[1].metrics)  # NaN-aware (no change anywhere -> NaN F1)
 

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import Subset
 
 import backbones
-from tasks import TrainBudget, finetune, get_task
+from tasks import FinetunePlan, TrainBudget, finetune, get_task
 from tasks.classification import ClassificationMetric
 
 
@@ -34,8 +34,9 @@ def test_linear_probe_learns_and_leaves_the_backbone_untouched(data, tmp_path):
     built = _capture(task)
     budget = TrainBudget(max_iters=40, batch_size=8, lr=1e-2, warmup_iters=4, log_interval=1, val_checks=0)
     # Patch 16 puts BatchNorm in the pyramid: its running stats would move if the backbone left eval mode.
-    result = finetune(task, _tiny_backbone(16), train, test, ("rgb",), budget, seed=0, work_dir=tmp_path,
-                      protocol="frozen")  # fmt: skip
+    result = finetune(FinetunePlan(
+        task, _tiny_backbone(16), train, test, ("rgb",), budget, seed=0, work_dir=tmp_path, protocol="frozen"
+    ))  # fmt: skip
     losses = np.array(result.loss_history)
     assert losses[-8:].mean() < 0.6 * losses[:8].mean(), losses
     model, initial = built[0]
@@ -53,7 +54,7 @@ def test_finetune_protocol_trains_the_backbone(data, tmp_path):
     task = get_task("classification")
     built = _capture(task)
     budget = TrainBudget(max_iters=30, batch_size=8, lr=1e-3, warmup_iters=4, log_interval=1)
-    result = finetune(task, _tiny_backbone(), train, test, ("rgb",), budget, seed=0, work_dir=tmp_path)
+    result = finetune(FinetunePlan(task, _tiny_backbone(), train, test, ("rgb",), budget, seed=0, work_dir=tmp_path))
     losses = np.array(result.loss_history)
     assert losses[-6:].mean() < 0.7 * losses[:6].mean(), losses
     model, initial = built[0]
@@ -67,7 +68,8 @@ def test_batch_size_one_and_same_seed_same_numbers(data, tmp_path):
     task = get_task("classification")
     budget = TrainBudget(max_iters=3, batch_size=1, eval_batch_size=1, warmup_iters=0)
     small, held = Subset(train, [0, 1, 2]), Subset(test, [0, 1])
-    runs = [finetune(task, _tiny_backbone(), small, held, ("rgb",), budget, 3, tmp_path / str(i)) for i in range(2)]
+    runs = [finetune(FinetunePlan(task, _tiny_backbone(), small, held, ("rgb",), budget, 3, tmp_path / str(i)))
+            for i in range(2)]
     assert runs[0].loss_history == runs[1].loss_history
     np.testing.assert_equal(runs[0].metrics, runs[1].metrics)  # NaN-aware: absent classes give NaN accuracy
 

@@ -4,7 +4,7 @@ import torch
 from torch.utils.data import Subset
 
 import backbones
-from tasks import TrainBudget, finetune, get_task
+from tasks import FinetunePlan, TrainBudget, finetune, get_task
 from tasks.depth import DepthMetric
 
 
@@ -20,7 +20,9 @@ def test_tiny_depth_run_learns(data, tmp_path):
     # makes the first/last comparison measure fitting, not which tiles happened to be drawn.
     # lr 3e-3 fitted the subset for training seeds 0-4 (last/first <= 0.27); 5e-3 sometimes diverged.
     budget = TrainBudget(max_iters=60, batch_size=8, lr=3e-3, warmup_iters=4, log_interval=1)
-    result = finetune(task, _tiny_backbone(), Subset(train, range(8)), test, ("rgb",), budget, 0, tmp_path)
+    result = finetune(FinetunePlan(
+        task, _tiny_backbone(), Subset(train, range(8)), test, ("rgb",), budget, 0, tmp_path
+    ))
     losses = np.array(result.loss_history)
     assert losses[-8:].mean() < 0.5 * losses[:8].mean(), losses
     assert set(result.metrics) == {"RMSE", "MAE", "AbsRel_ge1m", "delta1.25_ge1m"}
@@ -33,7 +35,8 @@ def test_batch_size_one_and_same_seed_same_numbers(data, tmp_path):
     task = get_task("depth", head_channels=16)
     budget = TrainBudget(max_iters=3, batch_size=1, eval_batch_size=1, warmup_iters=0)
     small, held = Subset(train, [0, 1, 2]), Subset(test, [0, 1])
-    runs = [finetune(task, _tiny_backbone(), small, held, ("rgb",), budget, 3, tmp_path / str(i)) for i in range(2)]
+    runs = [finetune(FinetunePlan(task, _tiny_backbone(), small, held, ("rgb",), budget, 3, tmp_path / str(i)))
+            for i in range(2)]
     assert runs[0].loss_history == runs[1].loss_history
     np.testing.assert_equal(runs[0].metrics, runs[1].metrics)
 

@@ -9,7 +9,7 @@ from torch.utils.data import Subset
 
 import backbones
 from rsdatasets.synthetic import SyntheticBenchmark
-from tasks import TrainBudget, finetune, get_task
+from tasks import FinetunePlan, TrainBudget, finetune, get_task
 from tasks.detection import DetectionMetric
 
 TINY = dict(img_size=64, patch_size=8, depth=4)
@@ -40,7 +40,9 @@ def test_tiny_detection_run_learns(data, tmp_path):
     train, test = data
     task = get_task("detection", **SMALL_HEADS)
     budget = TrainBudget(max_iters=30, batch_size=4, lr=2e-3, warmup_iters=3, eval_batch_size=8, log_interval=1)
-    result = finetune(task, _tiny_backbone(), train, Subset(test, range(16)), ("rgb",), budget, 0, tmp_path)
+    result = finetune(FinetunePlan(
+        task, _tiny_backbone(), train, Subset(test, range(16)), ("rgb",), budget, 0, tmp_path
+    ))
     losses = np.array(result.loss_history)
     assert len(losses) == 30
     # At init the RPN and RoI classifiers sit at ln 2 and ln 3; easy negatives are learnt within tens of steps.
@@ -115,7 +117,9 @@ def test_same_seed_same_numbers_and_batch_size_one(data, tmp_path):
     empty = next(i for i in range(len(train)) if _n_boxes(train, i) == 0)
     small = Subset(train, [empty, *(i for i in range(len(train)) if _n_boxes(train, i) > 0)][:3])
     runs = [
-        finetune(task, _tiny_backbone(), small, Subset(test, [0, 1]), ("rgb",), budget, 3, tmp_path / str(i))
+        finetune(FinetunePlan(
+            task, _tiny_backbone(), small, Subset(test, [0, 1]), ("rgb",), budget, 3, tmp_path / str(i)
+        ))
         for i in range(2)
     ]
     assert len(runs[0].loss_history) == 3
@@ -128,16 +132,10 @@ def test_rgb_dsm_input(data, tmp_path):
     task = get_task("detection", **SMALL_HEADS)
     budget = TrainBudget(max_iters=2, batch_size=2, eval_batch_size=4, warmup_iters=0)
     modalities = ("rgb", "dsm")
-    result = finetune(
-        task,
-        _tiny_backbone(modalities),
-        Subset(train, range(4)),
-        Subset(test, range(4)),
-        modalities,
-        budget,
-        0,
-        tmp_path,
-    )
+    result = finetune(FinetunePlan(
+        task, _tiny_backbone(modalities), Subset(train, range(4)), Subset(test, range(4)), modalities, budget, 0,
+        tmp_path
+    ))
     assert all(math.isfinite(v) for v in result.loss_history)
     assert 0 <= result.metrics["mAP50"] <= 100
 
@@ -183,7 +181,9 @@ def test_detection_learns_buildings_on_a_tiny_set(synth_root, tmp_path):
     for iters in (1, 300):
         budget = TrainBudget(max_iters=iters, batch_size=16, lr=2e-3, warmup_iters=min(10, iters - 1) if iters > 1
                              else 0, val_checks=0)  # fmt: skip
-        result = finetune(task, vit, train, test, ("rgb", "dsm"), budget, 0, tmp_path / str(iters), protocol="frozen",
-                          feature_cache=cache, feature_key="tiny")  # fmt: skip
+        result = finetune(FinetunePlan(
+            task, vit, train, test, ("rgb", "dsm"), budget, 0, tmp_path / str(iters), protocol="frozen",
+            feature_cache=cache, feature_key="tiny"
+        ))  # fmt: skip
         scores[iters] = result.metrics["mAP50"]
     assert scores[300] > 30 and scores[300] > scores[1] + 20, scores

@@ -102,6 +102,9 @@ class CMID(BaseModel):
     - ``loss_weights``: ``{"mim", "global", "local"}``, all 1 as in the paper.
     """
 
+    #: The name checkpoints and result rows give this method (the backbone registry's ``method``).
+    method = "cmid"
+
     def __init__(
         self,
         arch: str = "resnet50",

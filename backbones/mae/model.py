@@ -38,6 +38,9 @@ def random_masking(b: int, n: int, mask_ratio: float, device) -> tuple[Tensor, T
 class MAE(BaseModel):
     """Masked autoencoder: encoder on the 25 % visible fused tokens, decoder predicts masked pixels."""
 
+    #: The name checkpoints and result rows give this method (the backbone registry's ``method``).
+    method = "mae"
+
     def __init__(
         self,
         arch: str = "vit_b16",

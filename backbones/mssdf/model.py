@@ -105,6 +105,9 @@ class MSSDF(BaseModel):
     at the masked positions.
     """
 
+    #: The name checkpoints and result rows give this method (the backbone registry's ``method``).
+    method = "mssdf"
+
     def __init__(
         self,
         arch: str = "vit_b16",

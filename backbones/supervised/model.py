@@ -34,6 +34,9 @@ from ..vit import VIT_ARCHS, MultiModalViT
 class SupervisedPretrain(BaseModel):
     """Scene classification + per-token segmentation on labelled pool tiles (``rsdatasets.LabelledPool``)."""
 
+    #: The name checkpoints and result rows give this method (the backbone registry's ``method``).
+    method = "supervised"
+
     def __init__(
         self,
         arch: str = "vit_b16",

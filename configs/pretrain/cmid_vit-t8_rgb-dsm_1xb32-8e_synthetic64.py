@@ -14,9 +14,9 @@
 # the step (crop, flip, colour), so the pool's augmentation is off here. Each step trains one direction
 # (`symmetric=False`, drawn per step): the official symmetric step costs ~1.15 s on 2 cores, ~9.6 min for
 # the 500 steps; one direction costs ~0.63 s.
-_base_ = ["./mssdf_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py"]
+_base_ = ["./_base_/cpu_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py"]
 model = dict(
-    _delete_=True, type="CMID", arch="vit_t16", img_size=64, patch_size=8, modalities=("rgb", "dsm"),
+    type="CMID", arch="vit_t16", img_size=64, patch_size=8, modalities=("rgb", "dsm"),
     mask_ratio=0.6, mask_block=8, proj_hidden=512, proj_dim=128, queue_size=512, temperature=0.2,
     num_matches=20, prototypes=512, head_hidden=512, head_bottleneck=128, head_norm="LN", symmetric=False,
     data_preprocessor=dict(type="BaseDataPreprocessor"),

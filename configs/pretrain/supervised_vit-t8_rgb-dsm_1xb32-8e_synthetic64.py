@@ -10,12 +10,11 @@
 # Height + RGB-only samples: change detection and depth see RGB alone, and buildings are told apart by
 # height. Without them the demo's control led random init at 5 % on cls / seg / depth only, not detection;
 # with them it leads on cls, seg, detection and depth (docs/sweeps.md, "The positive control").
-_base_ = ["./mssdf_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py"]
+_base_ = ["./_base_/cpu_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py"]
 model = dict(
-    _delete_=True, type="SupervisedPretrain", arch="vit_t16", img_size=64, patch_size=8, modalities=("rgb", "dsm"),
+    type="SupervisedPretrain", arch="vit_t16", img_size=64, patch_size=8, modalities=("rgb", "dsm"),
     num_scene_classes=6, num_seg_classes=6, height_weight=1.0, rgb_only_prob=0.5,
     data_preprocessor=dict(type="BaseDataPreprocessor"),
 )  # fmt: skip
 train_dataloader = dict(dataset=dict(type="LabelledPool", targets=("label", "mask", "ndsm")))
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
-custom_hooks = [dict(type="KNNProbeHook", interval=4)]

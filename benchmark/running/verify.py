@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .results import ResultStore
-
-SPEC_FILE = "sweep_spec.json"
+from .cells import expand_cells
+from .rundir import RunDir
+from .spec import SweepSpec
+from .store import ResultStore
 
 
 @dataclass
@@ -36,22 +37,11 @@ class Verification:
         return not any(self.problems.values())
 
 
-def save_spec(spec, run_dir: str | Path) -> Path:
-    """The spec a sweep ran, next to its results (atomically), so a later verify can compare against it."""
-    from dataclasses import asdict
-
-    from .provenance import write_json_atomic
-
-    return write_json_atomic(Path(run_dir) / SPEC_FILE, asdict(spec))
-
-
 def verify(run_dir: str | Path, fix: bool = False) -> Verification:
     """The checks of the module docstring; ``fix`` first folds appended parts into the table and resyncs the CSV."""
-    from .provenance import config_hash
-    from .sweep import SweepSpec, cell_config, expand_cells
-
-    run_dir = Path(run_dir)
-    store = ResultStore(run_dir)
+    run = RunDir(run_dir)
+    run_dir = run.root
+    store = ResultStore(run)
     if not store.exists():
         raise FileNotFoundError(f"{run_dir} has no results; give the folder a sweep wrote into")
     if fix:
@@ -72,14 +62,14 @@ def verify(run_dir: str | Path, fix: bool = False) -> Verification:
     fingerprints = sorted(ok["code_fingerprint"].dropna().unique()) if "code_fingerprint" in ok else []
     out.problems["mixed"] = [f"ok rows from {len(fingerprints)} code versions: {', '.join(fingerprints)}"] if len(
         fingerprints) > 1 else []  # fmt: skip
-    spec_path = run_dir / SPEC_FILE
+    spec_path = run.spec_file
     if not spec_path.is_file():
-        out.problems["missing"] = [f"no {SPEC_FILE}: cannot compare with the spec (a run older than this check)"]
+        out.problems["missing"] = [f"no {spec_path.name}: cannot compare with the spec (a run older than this check)"]
         out.problems["stale"] = []
         return out
     spec = SweepSpec(**json.loads(spec_path.read_text()))
     spec = spec.with_pretrained(run_dir)
-    expected = {config_hash(cell_config(spec, c)): c for c in expand_cells(spec)}
+    expected = {c.config_hash: c for c in expand_cells(spec)}
     done = set(ok["config_hash"])
     out.problems["missing"] = [expected[h].label() for h in expected if h not in done]
     stale = sorted(set(frame["config_hash"]) - set(expected))

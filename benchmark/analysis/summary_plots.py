@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
 from scipy import stats as scipy_stats  # noqa: E402
 
-from .summary import pareto_front  # noqa: E402
+from .aggregates import pareto_front  # noqa: E402
 
 
 def aggregate_plot(summary: pd.DataFrame, path: str | Path) -> Path:

@@ -1,9 +1,8 @@
-"""Where sweep cells run: inline, in N local worker processes, or as Slurm jobs through submitit.
+"""Where sweep cells run, the executors: inline, in N local worker processes, or as Slurm jobs through submitit.
 
-Every path ends in :func:`run_logged`: the cell runs, its rows go into the store under the
-store's lock, and its log lands in ``RUN_DIR/logs/``. Scheduling is left to the standard
-library (``ProcessPoolExecutor``) and to Slurm (submitit job arrays); this module only keeps
-at most N cells in flight and shows the progress.
+Every path ends in :func:`run_logged`: the cell runs, its rows go into the store, and its log lands in
+``RUN_DIR/logs/``. Scheduling is left to the standard library (``ProcessPoolExecutor``) and to Slurm
+(submitit job arrays); this module only keeps at most N cells in flight and reports each to the display.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import signal
 import sys
 import time
@@ -25,17 +23,16 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from mmengine.dist import is_main_process
-from rich.console import Console
 
 from rsbench.watchdog import CellStalled, CellWatchdog
-from tasks import TrainBudget
-from tasks.engine import init_distributed
 
 from . import preemption
+from .cell_runner import CellRunner
+from .cells import Cell
 from .progress import SweepProgress
 from .provenance import config_hash
 from .slurm_queue import QueueWatch
-from .sweep import SLURM_KEYS, Cell, SweepRunner, SweepSpec, cell_config, cell_key, expand_cells
+from .spec import SweepSpec
 
 #: ``--slurm`` / spec ``slurm`` keys -> submitit AutoExecutor parameters (generic ones reach every cluster).
 SUBMITIT_PARAMETERS = {
@@ -53,12 +50,6 @@ class CellOutcome:
     status: str  # "ok", "failed: reason" or "skipped" (another sweep on the same store finished it first)
     wall_time_s: float = 0.0
     log: str = ""
-
-
-def cell_log_path(run_dir: str | Path, cell: Cell, chash: str) -> Path:
-    """``RUN_DIR/logs/<task>_<dataset>_<backbone>_f<fraction>_s<split>-<train>_<hash>.log``."""
-    name = f"{cell.task}_{cell.dataset}_{cell.backbone}_f{cell.fraction:g}_s{cell.split_seed}-{cell.train_seed}"
-    return Path(run_dir) / "logs" / f"{re.sub(r'[^A-Za-z0-9.=-]+', '_', name)}_{chash}.log"
 
 
 @contextmanager
@@ -84,16 +75,15 @@ def _output_to(path: Path) -> Iterator[None]:
                 os.close(saved_fd)
 
 
-def run_logged(runner: SweepRunner, cell: Cell, capture_output: bool,
+def run_logged(runner: CellRunner, cell: Cell, capture_output: bool,
                progress: Callable[[int, int], None] | None = None) -> CellOutcome:  # fmt: skip
     """Run one cell, append its rows to the store and write its log; skip it if the store has it by now."""
     import torch
 
-    cfg = cell_config(runner.spec, cell)
-    chash = config_hash(cfg)
-    if not runner.force and runner.store.cell_status(chash, cell_key(cfg)) == "ok":
+    cfg, chash = cell.config, cell.config_hash
+    if not runner.force and runner.store.cell_status(chash, cell.cell_key) == "ok":
         return CellOutcome(cell, "skipped")
-    log = cell_log_path(runner.run_dir, cell, chash)
+    log = runner.run.cell_log(cell.log_name(), chash)
     log.parent.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     header = [f"cell: {cell.label()}", f"config_hash: {chash}",
@@ -111,7 +101,7 @@ def run_logged(runner: SweepRunner, cell: Cell, capture_output: bool,
     rows = None
     try:
         with _output_to(log) if capture_output else nullcontext(), \
-                CellWatchdog(log, floor_s=runner.spec.stall_timeout_s, on_abandon=abandon):
+                CellWatchdog(log, floor_s=runner.sweep.stall_timeout_s, on_abandon=abandon):
             rows = runner.run_cell(cell, progress)
     except CellStalled as exc:  # raised between run_cell's end and the watchdog's: the cell did stall
         rows = rows or runner.failed_rows(cell, f"failed: {exc}", time.perf_counter() - start)
@@ -120,12 +110,12 @@ def run_logged(runner: SweepRunner, cell: Cell, capture_output: bool,
         runner.store.append(rows)
     status, wall = rows[0]["status"], time.perf_counter() - start
     with open(log, "a") as fh:
-        work_dir = runner.run_dir / "cells" / chash
         # mmengine writes its full log (losses, metrics) into the cell's work dir; keep a copy here.
-        for mm_log in sorted(work_dir.glob("*/*.log"), key=lambda p: p.stat().st_mtime)[-1:]:
+        for mm_log in runner.run.mmengine_logs(chash)[-1:]:
             fh.write(f"--- mmengine log {mm_log}\n{mm_log.read_text(errors='replace')}\n")
-        if status != "ok" and (work_dir / "error.log").is_file():
-            fh.write(f"--- traceback\n{(work_dir / 'error.log').read_text()}\n")
+        error = runner.run.error_log(chash)
+        if status != "ok" and error.is_file():
+            fh.write(f"--- traceback\n{error.read_text()}\n")
         fh.write(f"status: {status}\nwall time: {wall:.1f} s\n")
     return CellOutcome(cell, status, wall, str(log))
 
@@ -162,18 +152,18 @@ def _release_memory() -> None:
         pass
 
 
-_RUNNERS: dict[tuple, SweepRunner] = {}
+_RUNNERS: dict[tuple, CellRunner] = {}
 
 
-def run_cell_job(spec: SweepSpec, run_dir: str, cell: Cell, force: bool, parent_pid: int,
+def run_cell_job(sweep: SweepSpec, run_dir: str, cell: Cell, force: bool, parent_pid: int,
                  threads: int | None = None) -> CellOutcome:  # fmt: skip
     """Entry point of a worker process or a submitit job; datasets are kept between the cells of one process."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    key = (str(run_dir), config_hash(asdict(spec)), force)
-    runner = _RUNNERS.setdefault(key, SweepRunner(spec, run_dir, force=force))
+    key = (str(run_dir), config_hash(asdict(sweep)), force)
+    runner = _RUNNERS.setdefault(key, CellRunner(sweep, run_dir, force=force))
     # A job run in the parent itself (submitit's debug executor) must not take over the console.
     return run_logged(runner, cell, capture_output=os.getpid() != parent_pid)
 
@@ -209,14 +199,14 @@ def _environ(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _failed_outcome(runner: SweepRunner, cell: Cell, reason: str) -> CellOutcome:
+def _failed_outcome(runner: CellRunner, cell: Cell, reason: str) -> CellOutcome:
     """A cell whose process died before writing rows still gets a ``failed`` row, never a silent gap."""
     status = f"failed: {reason}"
     runner.store.append(runner.failed_rows(cell, status))
     return CellOutcome(cell, status)
 
 
-def run_pool(runner: SweepRunner, cells: list[Cell], jobs: int, display: SweepProgress) -> None:
+def run_pool(runner: CellRunner, cells: list[Cell], jobs: int, display: SweepProgress) -> None:
     """N spawned worker processes, at most N cells in flight; each worker gets cores // N torch threads."""
     threads = max(1, usable_cores() // jobs)
     # Set before the workers import torch: OpenMP reads them once. PASSIVE: idle OpenMP threads sleep
@@ -235,7 +225,7 @@ def run_pool(runner: SweepRunner, cells: list[Cell], jobs: int, display: SweepPr
             pool.shutdown(wait=True)
 
 
-def _drain(pool: ProcessPoolExecutor, runner: SweepRunner, queue: list[Cell], jobs: int,
+def _drain(pool: ProcessPoolExecutor, runner: CellRunner, queue: list[Cell], jobs: int,
            display: SweepProgress) -> None:  # fmt: skip
     """Keep ``jobs`` cells in flight until the queue is empty or the pool breaks (a worker was killed)."""
     running: dict[Future, Cell] = {}
@@ -243,7 +233,8 @@ def _drain(pool: ProcessPoolExecutor, runner: SweepRunner, queue: list[Cell], jo
         preemption.check()  # SIGTERM: stop handing out cells; run_pool shuts the pool down
         while queue and len(running) < jobs:
             cell = queue.pop()
-            running[pool.submit(run_cell_job, runner.spec, str(runner.run_dir), cell, runner.force, os.getpid())] = cell
+            future = pool.submit(run_cell_job, runner.sweep, str(runner.run_dir), cell, runner.force, os.getpid())
+            running[future] = cell
             display.started(cell)
         done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
         for future in done:
@@ -269,7 +260,7 @@ def submitit_parameters(slurm: dict, jobs: int | None, name: str) -> dict:
     return {"name": f"rsbench-{name}", "nodes": 1, "tasks_per_node": 1, **params}
 
 
-def run_submitit(runner: SweepRunner, cells: list[Cell], slurm: dict, jobs: int | None,
+def run_submitit(runner: CellRunner, cells: list[Cell], slurm: dict, jobs: int | None,
                  display: SweepProgress, poll_s: float = 2.0) -> None:  # fmt: skip
     """One submitit job per cell, submitted as one job array; waits for them and shows their progress.
 
@@ -285,9 +276,9 @@ def run_submitit(runner: SweepRunner, cells: list[Cell], slurm: dict, jobs: int 
         def __call__(self, *args):
             return run_cell_job(*args)
 
-    executor = submitit.AutoExecutor(folder=runner.run_dir / "submitit" / "%j", cluster=slurm.get("cluster"))
-    executor.update_parameters(**submitit_parameters(slurm, jobs, runner.spec.name))
-    args = (runner.spec, str(runner.run_dir))
+    executor = submitit.AutoExecutor(folder=runner.run.submitit, cluster=slurm.get("cluster"))
+    executor.update_parameters(**submitit_parameters(slurm, jobs, runner.sweep.name))
+    args = (runner.sweep, str(runner.run_dir))
     submitted = []
     with executor.batch():
         for cell in cells:
@@ -302,7 +293,7 @@ def run_submitit(runner: SweepRunner, cells: list[Cell], slurm: dict, jobs: int 
         raise
 
 
-def _wait_for_jobs(runner: SweepRunner, submitted: list, display: SweepProgress, poll_s: float,
+def _wait_for_jobs(runner: CellRunner, submitted: list, display: SweepProgress, poll_s: float,
                    queue: QueueWatch | None = None) -> None:  # fmt: skip
     running: set[Cell] = set()
     queue = queue or QueueWatch()
@@ -334,117 +325,3 @@ def _job_failure(job, exc: Exception) -> str:
     if isinstance(exc, UncompletedJobError):
         return f"job {job.job_id} {job.state} without a result; its logs: {job.paths.folder}"
     return f"job {job.job_id} {job.state}: {exc}".splitlines()[0][:200]
-
-
-class SweepClock:
-    """Wall time of a sweep's stages, written to ``RUN_DIR/timing.json``: what ``perf/harness.py --run`` reads
-    to split a real run (the demo's) into iterations and harness."""
-
-    def __init__(self, started: float | None = None) -> None:
-        self.created, self.epoch = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.time()
-        self.started = started if started is not None else time.perf_counter()
-        self.stages: dict[str, float] = {"startup_s": time.perf_counter() - self.started}
-        self.last = time.perf_counter()
-        self.pretraining: dict[str, dict] = {}
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.stages[stage] = self.stages.get(stage, 0.0) + now - self.last
-        self.last = now
-
-    def pretrained(self, encoders: dict[str, Path]) -> None:
-        """The pretraining stage's lap, and each encoder's own wall / iteration seconds (from its metadata)."""
-        from backbones.checkpoint import read_meta
-
-        self.lap("pretraining_s")
-        for name, path in encoders.items():
-            meta = read_meta(path)
-            self.pretraining[name] = {k: meta.get(k) for k in ("wall_time_s", "step_time_s", "probe_time_s", "iters")}
-            self.pretraining[name]["this_run"] = path.stat().st_mtime >= self.epoch  # else reused from before
-
-    def write(self, run_dir: Path, **extra) -> None:
-        from .provenance import write_json_atomic
-
-        total = time.perf_counter() - self.started
-        write_json_atomic(Path(run_dir) / "timing.json", {
-            "created": self.created, "wall_s": total, **self.stages,  # unrounded: display rounds
-            "pretraining": self.pretraining, **extra,
-        })  # fmt: skip
-
-
-def run_sweep(spec: SweepSpec, run_dir: str | Path, force: bool = False, console: Console | None = None,
-              jobs: int = 1, launcher: str = "local", slurm: dict | None = None,
-              cell_launcher: str = "none", accept_stale: bool = False,
-              started: float | None = None) -> Path:  # fmt: skip
-    """Run every pending cell (inline, in ``jobs`` local workers, or as Slurm jobs), then write the summary.
-
-    ``started``: the ``time.perf_counter()`` of the process start (the CLI's), so that ``timing.json``
-    counts library imports too.
-    """
-    from .report import write_summary
-
-    clock = SweepClock(started)
-
-    if jobs < 1:
-        raise ValueError(f"--jobs must be at least 1, got {jobs}")
-    if launcher not in ("local", "slurm"):
-        raise ValueError(f"unknown launcher {launcher!r}; choose local or slurm")
-    slurm = {**spec.slurm, **(slurm or {})}
-    unknown = sorted(set(slurm) - set(SLURM_KEYS))
-    if unknown:
-        raise ValueError(f"unknown slurm keys {unknown}; known: {list(SLURM_KEYS)}")
-    console = console or Console()
-    if spec.pretrain:  # first stage: the encoders that "pretrain:NAME" checkpoints refer to
-        from .pretrain_stage import run_spec_pretraining
-
-        encoders = run_spec_pretraining(spec.pretrain, run_dir, console)
-        clock.pretrained(encoders)
-        spec = spec.with_pretrained(run_dir)
-    if cell_launcher != "none" and (jobs > 1 or launcher != "local"):
-        raise ValueError("DDP inside a cell (--ddp) runs under torchrun in one process per rank: use --jobs 1, local")
-    if cell_launcher != "none":
-        init_distributed(cell_launcher)
-        if not is_main_process():  # one display and one summary: rank 0's
-            console = Console(file=open(os.devnull, "w"))
-    runner = SweepRunner(spec, run_dir, force=force, cell_launcher=cell_launcher)
-    runner.run_dir.mkdir(parents=True, exist_ok=True)
-    if is_main_process():
-        from .verify import save_spec
-
-        save_spec(spec, runner.run_dir)  # what `rsbench results verify` compares the store with
-    runner.store.sync_csv()
-    n_cells, cells = len(expand_cells(spec)), runner.pending(accept_stale)
-    console.print(
-        f"sweep [bold]{spec.name}[/bold]: {n_cells} cells, {n_cells - len(cells)} already done -> {runner.run_dir}"
-    )
-    stale = [] if force else runner.stale()
-    if stale:
-        verb = "kept (--accept-stale)" if accept_stale else "computed again (--accept-stale keeps them)"
-        console.print(f"{len(stale)} cell(s) have results from other code than this checkout's: {verb}",
-                      soft_wrap=True)  # fmt: skip
-    if cells and launcher == "local":
-        runner.prepare(cells)  # missing data fails here, once; synthetic data is generated before the clock starts
-    clock.lap("data_s")
-    parallel = jobs if launcher == "local" or jobs > 1 else max(len(cells), 1)  # Slurm: all at once unless capped
-    try:
-        with SweepProgress(console, cells, spec, runner.run_dir, parallel) as display:
-            if launcher == "slurm" and cells:
-                run_submitit(runner, cells, slurm, jobs, display)
-            elif jobs > 1:
-                run_pool(runner, cells, jobs, display)
-            else:
-                for cell in cells:
-                    display.started(cell, total=TrainBudget(**spec.budget(cell.task, cell.dataset)).max_iters)
-                    display.finished(run_logged(runner, cell, False, progress=display.iteration_callback(cell)))
-    finally:  # stopped or finished: one results.parquet / .csv for pandas and the report
-        if is_main_process():
-            runner.store.consolidate()
-    clock.lap("cells_s")
-    if not is_main_process():
-        return runner.run_dir
-    write_summary(runner.store.load(), spec, runner.run_dir, console)
-    clock.lap("report_s")
-    clock.write(runner.run_dir, cells=len(cells), jobs=jobs, launcher=launcher)
-    if display.failed:
-        console.print(f"[red]{display.failed} cell(s) failed; see the logs under {runner.run_dir / 'logs'}[/red]")
-    return runner.run_dir

@@ -132,9 +132,9 @@ def build_from_training_checkpoint(config: str | Path, checkpoint: str | Path, c
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
-    from rsbench.registry import MODELS, import_plugins
+    import backbones  # noqa: F401  (declares the package the pretraining methods register from)
+    from rsbench.registry import MODELS
 
-    import_plugins()
     cfg = Config.fromfile(str(config))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -160,6 +160,7 @@ def pool_batch(cfg, batch_size: int | None = None, seed: int = 0) -> dict:
     import torch
     from torch.utils.data import default_collate
 
+    import rsdatasets  # noqa: F401  (declares the package the pretraining pools register from)
     from rsbench.registry import DATASETS
 
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
@@ -184,7 +185,7 @@ def checkpoint_gradients(model, batch: dict) -> dict:
 
 
 def add_parser(sub, options_action, dict_action) -> None:
-    """``rsbench diagnose`` (registered by ``benchmark.cli.build_parser``)."""
+    """``rsbench diagnose`` (added by ``benchmark.cli.build_parser``)."""
     p = sub.add_parser("diagnose", help="token decomposition of an encoder.pth; with --config, also each loss "
                        "term's gradient on the encoder from a training checkpoint")  # fmt: skip
     p.add_argument("checkpoint", help="an encoder.pth, or with --config a training checkpoint (epoch_N.pth)")

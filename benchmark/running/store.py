@@ -35,13 +35,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .rundir import RunDir, atomic_write
+
 #: Columns every row has, in this order; extra keys are kept after them.
 COLUMNS = [
     "method", "backbone", "checkpoint_hash", "task", "dataset", "modalities", "fraction", "n_train",
     "split_seed", "train_seed", "metric", "value", "status", "config_hash", "code_version", "device",
     "wall_time_s", "created",
 ]  # fmt: skip
-PARTS_DIR = "results.parts"
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())
 
 
@@ -63,11 +64,12 @@ def _fsync_dir(path: Path) -> None:
 class ResultStore:
     """The store of one run directory; see the module docstring."""
 
-    def __init__(self, run_dir: str | os.PathLike) -> None:
-        self.run_dir = Path(run_dir)
-        self.parquet = self.run_dir / "results.parquet"
-        self.csv = self.run_dir / "results.csv"
-        self.parts_dir = self.run_dir / PARTS_DIR
+    def __init__(self, run_dir: str | os.PathLike | RunDir) -> None:
+        self.run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        self.run_dir = self.run.root
+        self.parquet = self.run.results_parquet
+        self.csv = self.run.results_csv
+        self.parts_dir = self.run.results_parts
         self._base_cache: tuple[tuple, pd.DataFrame] | None = None
 
     # -- writing -------------------------------------------------------------------------------------------
@@ -114,7 +116,7 @@ class ResultStore:
     @contextmanager
     def _locked(self):
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir / ".results.lock", "a") as lock:
+        with open(self.run.results_lock, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -141,23 +143,14 @@ class ResultStore:
 
     def _write(self, frame: pd.DataFrame) -> None:
         """Both files to temporaries (synced to disk), then one rename each; call with the lock held."""
-        for stale in self.run_dir.glob("results.*.tmp"):  # left by a consolidation killed before its rename
-            stale.unlink(missing_ok=True)
+        for stale in [*self.run_dir.glob("results.*.tmp"), *self.run_dir.glob(".results.*.tmp.*")]:
+            stale.unlink(missing_ok=True)  # left by a consolidation killed before its rename
         ordered = [c for c in COLUMNS if c in frame] + [c for c in frame if c not in COLUMNS]
         frame = frame[ordered]
-        targets = ((self.parquet, frame.to_parquet), (self.csv, frame.to_csv))
-        try:
-            for path, write in targets:
-                tmp = path.with_suffix(path.suffix + ".tmp")
-                write(tmp, index=False)
-                with open(tmp, "rb") as fh:
-                    os.fsync(fh.fileno())
-        except BaseException:
-            for path, _ in targets:
-                path.with_suffix(path.suffix + ".tmp").unlink(missing_ok=True)
-            raise
-        for path, _ in targets:
-            os.replace(path.with_suffix(path.suffix + ".tmp"), path)
+        # Both written before either is renamed; the parquet file (what loads read) is renamed first.
+        with atomic_write(self.csv, fsync=True) as csv, atomic_write(self.parquet, fsync=True) as parquet:
+            frame.to_parquet(parquet, index=False)
+            frame.to_csv(csv, index=False)
 
     def _remove_orphaned_temporaries(self, max_age_s: float = 3600.0) -> None:
         """Temporaries of appends killed before their rename: their process is gone (or, from another host, old)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @cache
@@ -32,21 +32,25 @@ def code_version() -> str:
             return "unknown"
 
 
-#: The code that computes a number (stats.py too: the per-cell CI stored in each row): a change here
-#: changes results, so it changes every cell's hash. Docs, tests, reports and the CLI are left out, so
-#: such commits keep a store valid.
-RESULT_CODE = ("backbones", "tasks", "rsdatasets", "benchmark/sweep.py", "benchmark/splits.py", "benchmark/stats.py")
+#: The code that computes a number a row stores: a change here changes results, so it changes every cell's hash.
+#: Docs, tests, the CLI and the whole analysis (intervals, paired differences, savings, ranks, tables,
+#: reports: all computed when a run is read, from what the cells stored) are left out, so such commits keep a
+#: store valid.
+RESULT_CODE = ("backbones", "tasks", "rsdatasets", "benchmark/running/spec.py", "benchmark/running/cells.py",
+               "benchmark/running/cell_runner.py", "benchmark/running/rows.py",
+               "benchmark/running/splits.py")  # fmt: skip
 
 
 @cache
-def code_fingerprint() -> str:
-    """Hash of the source files in ``RESULT_CODE`` (content, not git state: uncommitted edits count)."""
+def code_fingerprint(root: Path = REPO_ROOT) -> str:
+    """Hash of the source files in ``RESULT_CODE`` under ``root`` (content, not git state: uncommitted edits
+    count)."""
     digest = hashlib.sha256()
     for entry in RESULT_CODE:
-        path = REPO_ROOT / entry
+        path = root / entry
         files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
         for f in files:
-            digest.update(str(f.relative_to(REPO_ROOT)).encode())
+            digest.update(str(f.relative_to(root)).encode())
             digest.update(f.read_bytes())
     return digest.hexdigest()[:12]
 
@@ -62,8 +66,6 @@ def hardware() -> str:
 #: Libraries whose versions decide the numbers (distribution names as pip knows them).
 LIBRARIES = ("torch", "torchvision", "mmengine", "mmcv", "mmsegmentation", "mmdet", "mmpretrain", "timm", "numpy",
              "pandas", "scipy")  # fmt: skip
-#: The name of a cell's provenance file, next to its work files (``RUN_DIR/cells/<hash>/``).
-PROVENANCE_FILE = "provenance.json"
 
 
 def library_versions() -> dict[str, str]:
@@ -101,19 +103,11 @@ def cell_provenance(config: dict) -> dict:
     }  # fmt: skip
 
 
-def write_json_atomic(path: str | Path, obj) -> Path:
-    """``obj`` as JSON at ``path``, through a temporary file and a rename: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
-    tmp.replace(path)
-    return path
+def write_provenance(path: str | Path, config: dict) -> Path:
+    """The cell's provenance (``RunDir.provenance(config_hash)``), written atomically."""
+    from .rundir import write_json_atomic
 
-
-def write_provenance(work_dir: str | Path, config: dict) -> Path:
-    """``work_dir/provenance.json``, written atomically."""
-    return write_json_atomic(Path(work_dir) / PROVENANCE_FILE, cell_provenance(config))
+    return write_json_atomic(path, cell_provenance(config))
 
 
 def config_hash(config: dict, length: int = 16) -> str:

@@ -11,7 +11,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .analysis import lower_is_better, method_label  # noqa: E402
+from benchmark.running.rundir import atomic_write  # noqa: E402
+
+from .intervals import CONFIDENCE_TEXT  # noqa: E402
+from .rows import lower_is_better, method_label  # noqa: E402
 
 
 def label_efficiency_plot(stats: pd.DataFrame, task: str, metric: str, path: str | Path) -> Path:
@@ -39,7 +42,7 @@ def label_efficiency_plot(stats: pd.DataFrame, task: str, metric: str, path: str
     protocol = ", ".join(sorted(rows["protocol"].unique())) if "protocol" in rows else ""
     ax.set_xlabel("training labels used (%)")
     ax.set_ylabel(f"{metric} (test, {'lower' if lower_is_better(metric, task) else 'higher'} is better)")
-    ax.set_title(f"{task} on {dataset} ({protocol}): mean, 95 % CI band, {seeds} seed(s)", fontsize=10)
+    ax.set_title(f"{task} on {dataset} ({protocol}): mean, {CONFIDENCE_TEXT} CI band, {seeds} seed(s)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -90,9 +93,9 @@ def label_savings_plot(savings: pd.DataFrame, path: str | Path) -> Path:
 def _save(fig, path: str | Path) -> Path:
     """Write atomically: a reader (or a report embedding the PNG) never sees half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
     return path

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .intervals import CONFIDENCE_TEXT
+
 
 def ok_rows(frame: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     """Rows whose cell finished, optionally of one metric."""
@@ -134,8 +136,8 @@ def _task_labels(stats: pd.DataFrame, arrows: bool) -> list[str]:
 
 
 def method_task_table(stats: pd.DataFrame, with_ci: bool = True) -> DisplayTable:
-    """Methods x tasks: one column per (task metric, label fraction), mean ± std [95 % CI] over seeds."""
-    from .analysis import method_label, percent
+    """Methods x tasks: one column per (task metric, label fraction), mean ± std [CI] over seeds."""
+    from .rows import method_label, percent
 
     if stats.empty:
         return DisplayTable("method x task", pd.DataFrame())
@@ -160,7 +162,7 @@ def method_task_table(stats: pd.DataFrame, with_ci: bool = True) -> DisplayTable
     kinds = sorted(k for k in stats.get("ci_kind", pd.Series(dtype=str)).dropna().unique() if k)
     note = (
         f"mean ± std over {'/'.join(map(str, seeds))} seed(s)"
-        + (f", [95 % CI, bootstrap over {' / '.join(kinds) or 'seeds'}]" if with_ci else "")
+        + (f", [{CONFIDENCE_TEXT} CI, bootstrap over {' / '.join(kinds) or 'seeds'}]" if with_ci else "")
         + "; columns are label fractions; best mean per column in bold (a best mean is not a resolved difference: "
         "see the paired comparisons); ↑ higher is better, ↓ lower is better"
     )
@@ -169,11 +171,11 @@ def method_task_table(stats: pd.DataFrame, with_ci: bool = True) -> DisplayTable
 
 def rank_table(ranked: pd.DataFrame) -> DisplayTable:
     """Rank of each backbone per (task, fraction) from ``analysis.with_ranks``, plus the mean rank over columns."""
-    from .analysis import percent
+    from .rows import percent
 
     if ranked.empty:
         return DisplayTable("ranks", pd.DataFrame())
-    from .analysis import method_label
+    from .rows import method_label
 
     ranked = ranked.assign(column=_task_labels(ranked, arrows=False), method=ranked["method"].map(method_label))
     ranks = ranked.pivot_table(index=["method", "backbone"], columns=["column", "fraction"], values="rank")
@@ -191,7 +193,7 @@ def rank_table(ranked: pd.DataFrame) -> DisplayTable:
 
 def comparison_table(paired: pd.DataFrame) -> DisplayTable:
     """Paired differences against random init: rows backbones, columns (task, fraction), ``+1.23 [0.4, 2.1] ✓``."""
-    from .analysis import method_label, percent
+    from .rows import method_label, percent
 
     if paired.empty:
         return DisplayTable("Paired differences vs random init", pd.DataFrame())
@@ -217,14 +219,14 @@ def comparison_table(paired: pd.DataFrame) -> DisplayTable:
     table.columns.names = bold.columns.names = [None, None]
     seeds = sorted(int(n) for n in paired["n_seeds"].dropna().unique())
     note = (f"backbone minus random init of its arch, same split and training seeds ({'/'.join(map(str, seeds))}) "
-            "and the same test tiles; [95 % CI, seeds and test tiles resampled together]; ✓ better and ✗ worse "
-            "only where the CI excludes 0, ? not resolved at this budget")  # fmt: skip
+            f"and the same test tiles; [{CONFIDENCE_TEXT} CI, seeds and test tiles resampled together]; ✓ better and "
+            "✗ worse only where the CI excludes 0, ? not resolved at this budget")  # fmt: skip
     return DisplayTable("Paired differences vs random init (test split)", table, bold, note)
 
 
 def plain_table(frame: pd.DataFrame, title: str, note: str = "", decimals: int = 2) -> DisplayTable:
     """Any frame as strings (floats rounded, label fractions as percentages, NaN as "–"), nothing bold."""
-    from .analysis import percent
+    from .rows import percent
 
     text = frame.copy()
     for col in text.columns:

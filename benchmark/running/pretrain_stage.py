@@ -14,9 +14,10 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from tasks.engine import ProgressHook
+from tasks.runtime import ProgressHook, release_runner
 
 from .provenance import REPO_ROOT
+from .rundir import RunDir
 
 PREFIX = "pretrain:"
 
@@ -72,8 +73,9 @@ def _find_config(path: str) -> str:
     return str(in_repo) if in_repo.is_file() else path
 
 
-def encoder_path(run_dir: str | Path, name: str) -> Path:
-    return Path(run_dir) / "pretrain" / name / "encoder.pth"
+def encoder_path(run_dir: str | Path | RunDir, name: str) -> Path:
+    """The encoder the entry ``name`` exports (``RunDir.encoder``)."""
+    return (run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)).encoder(name)
 
 
 def run_pretraining(
@@ -83,8 +85,6 @@ def run_pretraining(
     log: Callable[[str], None] = print,
 ) -> dict[str, Path]:
     """Run every entry whose encoder does not exist yet; return name -> encoder path."""
-    from tasks.engine import release_runner
-
     from .pretrain import build_runner  # heavy (registers all methods); only when a stage runs
 
     paths = {}
@@ -107,7 +107,7 @@ def run_pretraining(
     return paths
 
 
-def run_spec_pretraining(entries: Sequence[dict], run_dir: str | Path, console) -> dict[str, Path]:
+def run_spec_pretraining(entries: Sequence[dict], run_dir: str | Path | RunDir, console) -> dict[str, Path]:
     """The sweep's first stage with a progress bar per entry (``console``: a rich Console)."""
     from rich import progress as rp
 
@@ -122,35 +122,3 @@ def run_spec_pretraining(entries: Sequence[dict], run_dir: str | Path, console) 
             progress.update(bars[name], completed=iteration)
 
         return run_pretraining(check_entries(entries, []), run_dir, progress=update, log=progress.console.print)
-
-
-def pretraining_table(run_dir: str | Path):
-    """One row per encoder pretrained in ``run_dir`` (the fairness table: what each method got, as run)."""
-    import pandas as pd
-    import torch
-
-    from backbones.checkpoint import read_meta
-
-    rows = []
-    for path in sorted(Path(run_dir).glob("pretrain/*/encoder.pth")):
-        meta = read_meta(path)
-        if "parameters" in meta:  # written at export since it exists; older files are counted (memory-mapped)
-            parameters = int(meta["parameters"])
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
-            parameters = sum(v.numel() for v in state.values())
-        rows.append({
-            "entry": path.parent.name, "method": meta.get("method", ""), "encoder": meta.get("arch", ""),
-            "params (M)": round(parameters / 1e6, 2),
-            "input": f"{meta.get('img_size', '?')} px / patch {meta.get('patch_size', '?')}",
-            "modalities": "+".join(meta.get("modalities", [])), "data": meta.get("train_data", ""),
-            "samples": meta.get("train_samples"), "batch": meta.get("batch_size"), "epochs": meta.get("epochs"),
-            "iterations": meta.get("iters"), "wall time (s)": _round(meta.get("wall_time_s"), 1),
-            "config": Path(str(meta.get("config", ""))).name,
-        })  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def _round(value, digits: int):
-    """Display rounding of a stored (unrounded) time; ``None`` stays ``None``."""
-    return None if value is None else round(float(value), digits)

@@ -12,11 +12,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from tasks import TrainBudget, task_class
+from tasks import task_class
 
-from .pretrain_stage import encoder_path
-from .results import ResultStore
-from .sweep import Cell, SweepSpec, cell_hash, expand_cells
+from .cells import Cell, expand_cells
+from .rundir import RunDir
+from .spec import SweepSpec
+from .store import ResultStore
 
 
 def estimate_seconds(spec: SweepSpec, cells: list[Cell], frame: pd.DataFrame) -> list[tuple[float, str]]:
@@ -32,7 +33,7 @@ def estimate_seconds(spec: SweepSpec, cells: list[Cell], frame: pd.DataFrame) ->
         elif c.task in by_task:
             out.append((float(by_task[c.task]), "store (task)"))
         else:
-            iters = TrainBudget(**spec.budget(c.task, c.dataset)).max_iters
+            iters = c.budget.max_iters
             out.append((iters * task_class(c.task).seconds_per_iter_guess, "guess"))
     return out
 
@@ -45,7 +46,7 @@ def plan(spec: SweepSpec, run_dir: str | Path, force: bool = False) -> pd.DataFr
     cells = expand_cells(spec)
     rows = []
     for cell, (seconds, source) in zip(cells, estimate_seconds(spec, cells, frame)):
-        chash = cell_hash(spec, cell)
+        chash = cell.config_hash
         status = "todo" if force else "done" if chash in ok else "failed" if chash in seen else "todo"
         row = {k: getattr(cell, k) for k in ("backbone", "task", "dataset", "fraction", "split_seed", "train_seed")}
         rows.append({**row, "config_hash": chash, "status": status, "estimate_s": seconds, "estimate_from": source})
@@ -70,7 +71,7 @@ def print_plan(spec: SweepSpec, run_dir: str | Path, console: Console, force: bo
     cells = plan(spec, run_dir, force)
     console.print(f"sweep [bold]{spec.name}[/bold] -> {run_dir}")
     for entry in spec.pretrain:  # the first stage; its time is not estimated (see the config's own notes)
-        state = "done" if encoder_path(run_dir, entry["name"]).is_file() else "to run first (not in the estimate)"
+        state = "done" if RunDir(run_dir).encoder(entry["name"]).is_file() else "to run first (not in the estimate)"
         console.print(f"pretrain {entry['name']}: {entry['config']} - {state}", highlight=False)
     checkpoints = {b["name"]: b.get("checkpoint") for b in spec.backbones}
     for backbone, rows in cells.groupby("backbone", sort=False):
@@ -158,7 +159,7 @@ class SweepProgress:
         return lambda i, n: self.progress.update(self.rows[cell], completed=i, total=n)
 
     def finished(self, outcome) -> None:
-        """Count a finished cell (a :class:`benchmark.launch.CellOutcome`) and print a failure at once."""
+        """Count a finished cell (a ``benchmark.running.executors.CellOutcome``) and print a failure at once."""
         if outcome.cell in self.rows:
             self.progress.remove_task(self.rows.pop(outcome.cell))
         if outcome.status in ("ok", "skipped"):  # skipped: the store had it by then (another sweep, a lost result)

@@ -31,7 +31,7 @@ import torch
 from mmengine.hooks import Hook
 
 from rsbench.registry import HOOKS
-from tasks.engine import Interrupted
+from tasks.runtime import Interrupted
 
 #: Exit status of a run stopped by SIGTERM: EX_TEMPFAIL, "try again" (a requeue or `--resume` continues it).
 EXIT_PREEMPTED = 75

@@ -1,4 +1,12 @@
-"""``rsbench pretrain CONFIG``: a registered mmengine runner that also exports the encoder."""
+"""``rsbench pretrain CONFIG``: the pretraining runner (a registered mmengine runner that also exports the
+encoder), its kNN probe hook, and ``build_runner``.
+
+The runner and the hook register into ``rsbench.registry`` (``RUNNERS``, ``HOOKS``) when this module is
+imported, which ``build_runner`` (the only way the harness builds one) guarantees; the pretraining methods,
+hooks and pools a config names register through the registries' discovery: this module imports
+``backbones`` and ``rsdatasets``, whose packages are scanned on the first lookup. So nothing below this layer
+names this module.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +22,12 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
+import rsdatasets  # noqa: F401  (declares the pretraining pools' package to the registries)
 from backbones import save_encoder_checkpoint
-from rsbench.registry import HOOKS, RUNNERS, import_plugins
-from tasks.engine import QuietConsoleMixin, init_distributed
+from rsbench.registry import HOOKS, RUNNERS, registered
+from tasks.runtime import QuietConsoleMixin, init_distributed
 
+from .preemption import PreemptionHook
 from .provenance import REPO_ROOT, code_version
 
 
@@ -40,7 +50,7 @@ class KNNProbeHook(Hook):
 
     A probe that rises over pretraining shows the encoder learned something; one that stays at its
     epoch-0 value shows it did not. ``decompose=True`` also logs, beside these lines, the token
-    decomposition of ``benchmark.diagnose`` on the same tiles (position / tile / rest, kNN per stream).
+    decomposition of ``benchmark.running.diagnose`` on the same tiles (position / tile / rest, kNN per stream).
     """
 
     priority = "LOW"
@@ -207,12 +217,18 @@ class PretrainRunner(Runner):
             extra_meta["augment"] = data["augment"]
         path = Path(path or Path(self.work_dir) / "encoder.pth")
         save_encoder_checkpoint(
-            encoder, path, method=type(model).__name__.lower(), arch=getattr(model, "arch", ""),
+            encoder, path, method=method_name(model), arch=getattr(model, "arch", ""),
             **encoder.checkpoint_geometry(), epochs=self.epoch, iters=self.iter, config=self.cfg.filename,
             code_version=code_version(), **extra_meta,
         )  # fmt: skip
         self.logger.info(f"encoder checkpoint written to {path}")
         return path
+
+
+def method_name(model) -> str:
+    """The method an encoder checkpoint records: the model's ``method`` (the same name the backbone registry
+    gives its encoders, so checkpoint and rows agree), else its class name in lower case (plugins)."""
+    return getattr(model, "method", None) or type(model).__name__.lower()
 
 
 def readable_latest_checkpoint(work_dir: Path) -> Path | None:
@@ -240,41 +256,41 @@ def build_runner(
     config: str | Path,
     work_dir: str | Path | None = None,
     resume: bool = False,
-    launcher: str = "none",
+    ddp: str = "none",
     cfg_options: dict | None = None,
     quiet: bool = False,
 ) -> Runner:
-    """The runner a pretraining config asks for (``runner_type``), as mmengine's tools/train.py does."""
-    import_plugins()  # a plugin's pretraining method must be registered before the config names it
+    """The runner a pretraining config asks for (``runner_type``), as mmengine's tools/train.py does.
+
+    ``ddp``: how this job's ranks were launched (``none``, ``pytorch`` under torchrun, ``slurm`` under srun).
+    """
     config = Path(config)
     if not config.is_file():
         raise FileNotFoundError(f"pretraining config {config} does not exist; see configs/pretrain/")
     cfg = Config.fromfile(str(config))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    cfg.launcher = launcher
+    cfg.launcher = ddp
     cfg.work_dir = str(work_dir or cfg.get("work_dir") or REPO_ROOT / "results" / "pretrain" / config.stem)
     cfg.resume = resume
     # mmengine names a run "<config name>_<second>" and keys its registry scope on that name: a second
     # runner in the same process and second (a sweep's pretraining stages, tests) would reuse the first's.
     cfg.experiment_name = f"{config.stem}_{uuid.uuid4().hex[:8]}"
-    if launcher == "pytorch" and not torch.cuda.is_available():
+    if ddp == "pytorch" and not torch.cuda.is_available():
         _cpu_distributed(cfg)
     # Look the runner class up in the project's registry directly: RUNNERS.build would resolve it in
     # whatever scope an earlier runner in this process left current (e.g. a fine-tuning runner's).
     runner_cls = RUNNERS.get(cfg.runner_type) if "runner_type" in cfg else Runner
     if runner_cls is None:
-        raise KeyError(f"runner_type {cfg.runner_type!r} is not registered; known: {sorted(RUNNERS.module_dict)}")
+        raise KeyError(f"runner_type {cfg.runner_type!r} is not registered; known: {sorted(registered(RUNNERS))}")
     if quiet:  # inside a sweep: a progress bar shows the run, the log file has everything
         runner_cls = type(f"Quiet{runner_cls.__name__}", (QuietConsoleMixin, runner_cls), {})
-    from .preemption import PreemptionHook
-
     runner = runner_cls.from_cfg(cfg)
     runner.register_hook(PreemptionHook(), priority="LOWEST")  # RNG states in checkpoints; stop on SIGTERM
     return runner
 
 
 def _cpu_distributed(cfg: Config) -> None:
-    """DDP on CPU (gloo): see ``tasks.engine.init_distributed``."""
+    """DDP on CPU (gloo): see ``tasks.runtime.init_distributed``."""
     for key, value in init_distributed("pytorch").items():
         cfg[key] = {**cfg.get(key, {}), **value} if key == "env_cfg" else value

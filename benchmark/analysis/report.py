@@ -1,0 +1,192 @@
+"""A run's report, independent of its format: the tables, figures and provenance it holds, and how they are built.
+
+``render`` writes a :class:`Report` as Markdown, LaTeX and HTML; ``summary`` is what ``rsbench report`` and
+the end of a sweep call.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.running.provenance import hardware, library_versions
+from benchmark.running.rundir import RunDir
+
+from . import comparisons, rows
+from .intervals import CONFIDENCE_TEXT
+from .plots import label_efficiency_plot, label_savings_plot
+from .reference import load_reference, published_vs_ours
+from .runinfo import cells_table, config_files, counts, logged_environment, pretraining_table, wall_times
+from .tables import DisplayTable, comparison_table, method_task_table, plain_table, rank_table, seed_table
+
+
+@dataclass
+class Figure:
+    caption: str
+    path: Path
+
+
+@dataclass
+class Report:
+    """Everything one report shows, independent of the output format."""
+
+    title: str
+    run_dir: Path
+    generated: str
+    summary: list[tuple[str, DisplayTable]] = field(default_factory=list)  # (anchor, table) in reading order
+    figures: list[Figure] = field(default_factory=list)
+    details: list[tuple[str, DisplayTable]] = field(default_factory=list)  # per-seed tables, wall times, failures
+    provenance: list[tuple[str, DisplayTable]] = field(default_factory=list)
+    configs: list[tuple[str, str]] = field(default_factory=list)  # (name, text) of spec / cell config files
+    headline: list[str] = field(default_factory=list)  # one-line facts shown under the title
+    stats: pd.DataFrame = field(default_factory=pd.DataFrame)  # analysis frames behind the tables
+    paired: pd.DataFrame = field(default_factory=pd.DataFrame)
+    savings: pd.DataFrame = field(default_factory=pd.DataFrame)
+    monotone: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def build_report(
+    frame: pd.DataFrame,
+    run_dir: str | Path,
+    out_dir: str | Path,
+    title: str | None = None,
+    task_kwargs: dict | None = None,
+) -> Report:
+    """Compute every table and write every figure (PNG, into ``out_dir``) of a run's report."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    frame = rows.prepare(frame)
+    metrics = rows.primary_metrics(frame, task_kwargs)
+    stats = comparisons.with_ranks(comparisons.seed_stats(frame, metrics, run_dir=run_dir))
+    report = Report(
+        title=title or run_dir.resolve().name,
+        run_dir=run_dir,
+        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    n_cells = frame["config_hash"].nunique()
+    n_failed = frame.loc[frame["status"] != "ok", "config_hash"].nunique()
+    tasks = ", ".join(f"{t} ({m})" for t, m in metrics.items()) or "none finished"
+    report.headline = [
+        f"{n_cells} cells ({n_failed} failed), tasks: {tasks}",
+        f"code version: {', '.join(counts(frame, 'code_version')['code_version'].astype(str))}",
+        f"hardware: {', '.join(counts(frame, 'device')['device'].astype(str))}",
+    ]
+    fingerprints = counts(frame[frame["status"] == "ok"], "code_fingerprint")
+    if len(fingerprints) > 1:  # a store that mixes results of different code says so, first
+        pairs = zip(fingerprints["code_fingerprint"], fingerprints["cells"])
+        versions = ", ".join(f"{f} ({n} cells)" for f, n in pairs)
+        report.headline.insert(0, f"WARNING: these results come from {len(fingerprints)} versions of the result code: "
+                                  f"{versions}; `rsbench sweep SPEC` recomputes the stale cells")  # fmt: skip
+    paired = comparisons.paired_comparisons(frame, run_dir, metrics)
+    savings = comparisons.label_savings(frame, run_dir, metrics)
+    monotone = comparisons.baseline_monotonicity(frame, run_dir, metrics)
+    report.stats, report.paired, report.savings, report.monotone = stats, paired, savings, monotone
+    report.summary = _summary_tables(stats, paired, savings, monotone) + _pretraining_tables(run_dir)
+    report.figures, report.details = _figures_and_seed_tables(frame, stats, savings, out_dir)
+    report.details += _run_tables(frame, run_dir)
+    report.provenance = _provenance_tables(frame, run_dir, report.generated)
+    report.configs = config_files(run_dir)
+    return report
+
+
+def _summary_tables(stats, paired, savings, monotone) -> list[tuple[str, DisplayTable]]:
+    """Method x task, paired differences vs random init, does random init rise with labels, ranks, label
+    savings, published vs ours."""
+    savings_table = plain_table(
+        savings[["task", "dataset", "protocol", "metric", "backbone", "baseline", "diff", "ci_low", "ci_high",
+                 "result", "caveat"]].rename(columns={"diff": "diff at that fraction"}),  # fmt: skip
+        "Label savings: labels a backbone needs to beat random init with 100 % of them",
+        "smallest label fraction whose paired difference to random init at 100 % (same seeds and test tiles) has "
+        f"its whole {CONFIDENCE_TEXT} CI on the better side of 0; 'not resolved at this budget' when no fraction's "
+        "CI does",
+    )
+    monotone_table = plain_table(
+        monotone, "Does random init improve with labels?",
+        "means by fraction (smallest first); rise = largest minus smallest fraction (lower is better for an "
+        f"error metric, so an improving RMSE has a negative rise), paired by seed, [{CONFIDENCE_TEXT} CI]; "
+        "monotone = every step improves and the CI of the rise is on the better side of 0",
+    )  # fmt: skip
+    reference = load_reference()
+    published = published_vs_ours(stats, reference)
+    note = (
+        "published numbers from results/reference/ matched by method, task, dataset, label fraction and metric; "
+        "delta = ours - published"
+    )
+    if published.empty:
+        datasets = ", ".join(sorted(stats["dataset"].astype(str).unique()))
+        covered = ", ".join(sorted(reference["dataset"].astype(str).unique())) if not reference.empty else "none"
+        note = f"no published number matches this run (datasets: {datasets}); references cover: {covered}"
+    return [
+        ("method-task", method_task_table(stats)),
+        ("paired", comparison_table(paired)),
+        ("monotone", monotone_table),
+        ("ranks", rank_table(stats)),
+        ("label-savings", savings_table),
+        ("published", plain_table(published, "Published vs ours", note)),
+    ]
+
+
+def _pretraining_tables(run_dir: Path) -> list[tuple[str, DisplayTable]]:
+    """The encoders the sweep's pretraining stage produced: what each method got, as run (a fairness check)."""
+    table = pretraining_table(run_dir)
+    if table.empty:
+        return []
+    note = "from each encoder.pth's metadata; wall time of the last (possibly resumed) training segment"
+    return [("pretraining", plain_table(table, "Pretraining as run (same data and budget for every method)", note))]
+
+
+def _figures_and_seed_tables(frame, stats, savings, out_dir: Path):
+    """Label-efficiency curve and per-seed table of each task (and protocol), and the label-savings figure."""
+    figures, tables = [], []
+    for (task, dataset, protocol, metric), lines in stats.groupby(["task", "dataset", "protocol", "metric"]):
+        parts = [task, *([dataset] if stats["dataset"].nunique() > 1 else []),
+                 *([protocol] if stats["protocol"].nunique() > 1 else [])]  # fmt: skip
+        name = re.sub(r"[^A-Za-z0-9.-]+", "_", "_".join(parts))
+        path = label_efficiency_plot(lines, task, metric, RunDir(out_dir).figure(f"label_efficiency_{name}"))
+        caption = (f"{task} on {dataset} ({protocol}): {metric} against the label fraction (mean, {CONFIDENCE_TEXT} "
+                   "CI band)")
+        figures.append(Figure(caption, path))
+        mine = frame[(frame["task"] == task) & (frame["dataset"] == dataset) & (frame["protocol"] == protocol)]
+        title = f"{task} on {dataset} ({protocol}): {metric} per seed"
+        tables.append((f"seeds-{name}", plain_table(seed_table(mine, metric).reset_index(), title)))
+    if savings["fraction_needed"].notna().any():
+        path = label_savings_plot(savings, RunDir(out_dir).figure("label_savings"))
+        figures.append(Figure("Label savings (claimed only where the paired CI supports them)", path))
+    return figures, tables
+
+
+def _run_tables(frame: pd.DataFrame, run_dir: Path) -> list[tuple[str, DisplayTable]]:
+    """Wall times and failed cells (with the first line of the exception and where its traceback is)."""
+    times = wall_times(frame)
+    total = times["total_s"].sum() if not times.empty else 0.0
+    cells = cells_table(frame, run_dir)
+    failed = cells[cells["status"] != "ok"]
+    shown = ["backbone", "task", "dataset", "fraction", "split_seed", "train_seed", "config_hash", "status", "logs"]
+    note = "none" if failed.empty else "reason = first line of the exception; full traceback in the log"
+    return [
+        ("wall-times", plain_table(times, "Wall time per task and backbone (s)", f"total {total:.0f} s", 1)),
+        ("failed", plain_table(failed[shown], "Failed cells", note)),
+    ]
+
+
+def _provenance_tables(frame: pd.DataFrame, run_dir: Path, generated: str) -> list[tuple[str, DisplayTable]]:
+    """Code version, hardware, the environment the cells logged, library versions now, and every cell."""
+    env = logged_environment(run_dir)
+    versions = pd.DataFrame(list(library_versions().items()), columns=["library", "version"])
+    return [
+        ("code", plain_table(counts(frame, "code_version"), "Code version (git describe)")),
+        ("hardware", plain_table(counts(frame, "device"), "Hardware the cells ran on")),
+        (
+            "environment",
+            plain_table(env, "Environment and libraries the cells recorded (cells/*/provenance.json)",
+                        "" if len(env) else "none found (a run made before cells recorded their provenance)"),
+        ),
+        (
+            "versions",
+            plain_table(versions, "Library versions where this report was made", f"made on {hardware()}, {generated}"),
+        ),
+        ("cells", plain_table(cells_table(frame, run_dir), "Cells (one per config hash)", decimals=1)),
+    ]
