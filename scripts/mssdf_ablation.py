@@ -42,6 +42,12 @@ ROWS = {
     "instance_norm_targets": ["model.target_norm=instance"],
     "data2vec_targets": ["model.target_norm=instance", "model.target_ffn=True", "model.target_layers=12"],
     "dsm_scaled": ["custom_hooks.1.min_dsm_visible=scaled"],
+    # Combinations on top of the alignment on the decoder outputs (the official code's placement), which the
+    # screen singled out.
+    "align_decoder_mse": ["model.align_on=decoder", "model.rec_loss=mse"],
+    "align_decoder_centred": ["model.align_on=decoder", "model.position_centred_targets=True"],
+    "align_decoder_dsm_scaled": ["model.align_on=decoder", "custom_hooks.1.min_dsm_visible=scaled"],
+    "align_decoder_mod_off": ["model.align_on=decoder", "model.loss_weights.mod=0"],
 }
 #: Downstream fusion of the two streams, on the baseline's encoder: row -> backbone options.
 FUSION_ROWS = {"fusion_concat": ["fusion=late_concat"], "fusion_weighted": ["fusion_weights=0.75,0.25"]}
