@@ -219,3 +219,78 @@ def test_a_sweep_with_corruptions_writes_pass_rows_their_statistics_and_the_skip
     again = ResultStore(tmp_path).load()
     assert len(again) == len(frame) and (again["config_hash"].value_counts() <= again["metric"].nunique()).all()
     assert replace(seg).passes == seg.passes
+
+
+@pytest.mark.slow
+def test_a_tiny_sweep_with_corruptions_reports_it_all_and_rsbench_report_redoes_it_without_training(tmp_path,
+                                                                                                       synth_root):
+    """The issue's end-to-end check: a sweep with a pretrained encoder and corruptions; its report has the verdict
+    (aggregate, AUC heatmap), the AUC, robustness and compute; ``rsbench report RUN_DIR`` gives the same again
+    from the store and the saved tile statistics alone."""
+    import pandas as pd
+    from conftest import write_tiny_pretrain_config
+
+    from benchmark.cli import main
+    from benchmark.running.store import ResultStore
+
+    # The positive control, trained on the pool's labels: the aggregate's 1 (a reference that beats random init).
+    control = dict(type="SupervisedPretrain", arch="vit_t16", img_size=32, patch_size=8, modalities=("rgb", "dsm"),
+                   encoder_kwargs=dict(depth=2), num_scene_classes=6, num_seg_classes=6, height_weight=1.0,
+                   rgb_only_prob=0.5, data_preprocessor=dict(type="BaseDataPreprocessor"))  # fmt: skip
+    config = write_tiny_pretrain_config(tmp_path, "supervised_vit-t8_rgb-dsm_1xb32-8e_synthetic64.py", control, 8)
+    vit = dict(img_size=32, patch_size=8, depth=2)
+    spec = tmp_path / "tiny_robust.py"
+    spec.write_text(f"""name = "tiny_robust"
+pretrain = [dict(name="control", config={str(config)!r})]
+backbones = [dict(name="random_init_vit_t16", checkpoint=None, kwargs={vit!r}),
+             dict(name="supervised_vit_t16", checkpoint="pretrain:control", kwargs={vit!r})]
+dataset = dict(name="synthetic", root={str(synth_root)!r}, size=32, n=16)
+tasks = ["segmentation", "depth"]
+fractions = [0.5, 1.0]
+protocols = ["frozen"]
+_budget = dict(max_iters=20, batch_size=4, warmup_iters=0, val_checks=0, lr=1e-2)
+budgets = dict(segmentation=_budget, depth=_budget)
+task_kwargs = dict(segmentation=dict(head_channels=16), depth=dict(head_channels=16))
+corruptions = [dict(name="missing_dsm", severities=[3]), dict(name="gaussian_noise", severities=[1, 2])]
+""")
+    run = tmp_path / "run"
+    assert main(["sweep", str(spec), "--run-dir", str(run)]) == 0
+    md = (run / "report.md").read_text()
+    for heading in ("## Verdict", "### The aggregate across tasks", "## Label efficiency",
+                    "### Label efficiency: AUC of each backbone", "## Robustness to corruptions",
+                    "### Robustness, segmentation", "### Which backbone degrades least", "### Compute behind every row",
+                    "![Paired difference of the label-efficiency AUC to random init"):  # fmt: skip
+        assert heading in md, heading
+    assert "not applied: missing_dsm: not applicable to depth (its model reads rgb)" in md
+    robust = pd.read_csv(run / "robustness.csv")
+    assert set(robust["backbone"]) == {"random_init_vit_t16", "supervised_vit_t16"}
+    assert set(zip(robust["task"], robust["corruption"])) == {("segmentation", "missing_dsm"),
+                                                             ("segmentation", "gaussian_noise"),
+                                                             ("depth", "gaussian_noise")}  # fmt: skip
+    assert robust["ci_low"].notna().all()  # every pass saved its tile statistics, so every drop has its CI
+    stats = pd.read_csv(run / "stats.csv")
+    assert stats["auc"].notna().all()
+    assert stats.loc[stats["backbone"] == "supervised_vit_t16", "auc_diff_low"].notna().all()
+    aggregate = pd.read_csv(run / "aggregate.csv").set_index("backbone")
+    assert set(aggregate.index) == {"random_init_vit_t16", "supervised_vit_t16"} and aggregate["iqm"].notna().all()
+    assert aggregate.loc["supervised_vit_t16", "iqm_low"] <= aggregate.loc["supervised_vit_t16", "iqm_high"]
+    compute = pd.read_csv(run / "compute.csv").set_index("backbone")
+    assert compute.loc["random_init_vit_t16", "pretrain_flops"] == 0
+    assert compute.loc["supervised_vit_t16", "pretrain_flops"] > 0 and (run / "pareto.png").is_file()
+    assert (compute["adapt_flops"] > 0).all() and (compute["encoder_params"] > 0).all()
+
+    # The same report from the run directory alone: nothing trains, the store does not change.
+    before = ResultStore(run).load()
+    cells = sorted(p.name for p in (run / "cells").iterdir())
+    logs = sorted(p.name for p in (run / "logs").iterdir())
+    csvs = {n: (run / f"{n}.csv").read_text() for n in ("stats", "aggregate", "robustness", "compute", "comparisons")}
+    for name in [*csvs, "report"]:
+        for path in run.glob(f"{name}.*"):
+            path.unlink()
+    assert main(["report", str(run)]) == 0
+    pd.testing.assert_frame_equal(ResultStore(run).load(), before)
+    assert sorted(p.name for p in (run / "cells").iterdir()) == cells and sorted(
+        p.name for p in (run / "logs").iterdir()) == logs  # fmt: skip
+    for name, text in csvs.items():
+        assert (run / f"{name}.csv").read_text() == text, name
+    assert "## Robustness to corruptions" in (run / "report.md").read_text()
