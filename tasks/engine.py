@@ -282,11 +282,13 @@ def finetune(
                 step_time += float(np.sum(runner.message_hub.get_scalar(f"{mode}/time").data[0]))
         extra_tests = {}
         for name, dataset in plan.extra_tests.items():  # after the clean test, which they cannot change
-            if protocol == "frozen" and feature_cache is not None:  # features of the corrupted inputs, not the clean
-                dataset = with_cached_features(task, backbone, {"test": dataset}, modalities, feature_cache,
-                                               f"{feature_key}|pass:{name}")["test"]  # fmt: skip
+            pass_start = time.perf_counter()
             try:
+                if protocol == "frozen" and feature_cache is not None:  # features of the corrupted inputs, own key
+                    dataset = with_cached_features(task, backbone, {"test": dataset}, modalities, feature_cache,
+                                                   f"{feature_key}|pass:{name}")["test"]  # fmt: skip
                 extra_tests[name] = _test_pass(runner, task, dataset, collate, budget.eval_batch_size, name)
+                extra_tests[name].wall_time_s = time.perf_counter() - pass_start  # with its feature pass, if any
             except CellStalled:
                 raise
             except Exception as exc:  # a failed pass is a row of its own, not a failed cell (Interrupted still stops)
