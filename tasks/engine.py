@@ -117,8 +117,10 @@ class FinetuneResult:
     feature_time_s: float = 0.0
     #: the ``extra_tests`` passes, by name
     extra_tests: dict[str, PassResult] = field(default_factory=dict)
-    #: matmul/conv FLOPs of one training step (NaN: not counted); ``train_flops`` = that x iterations
+    #: matmul/conv FLOPs of one training step of one process (NaN: not counted); ``train_flops`` = that x
+    #: iterations x processes
     step_flops: float = math.nan
+    world_size: int = 1
     #: seconds the count took (0 when this process had counted the same step before)
     flop_count_s: float = 0.0
     #: the encoder's parameters: total, shared and per modality (``backbones.checkpoint.encoder_parameter_counts``)
@@ -126,7 +128,7 @@ class FinetuneResult:
 
     @property
     def train_flops(self) -> float:
-        return self.step_flops * self.iterations
+        return self.step_flops * self.iterations * self.world_size
 
 
 def apply_speed_options(model: nn.Module, budget: TrainBudget) -> nn.Module:
@@ -324,6 +326,7 @@ def finetune(
         feature_time_s=feature_time,
         extra_tests=extra_tests,
         step_flops=flops,
+        world_size=runner.world_size,
         flop_count_s=flop_count_s,
         encoder_params=params,
     )
