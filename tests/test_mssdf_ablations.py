@@ -20,7 +20,8 @@ TINY = dict(type="MSSDF", _scope_="rsbench", arch="vit_t16", img_size=32, patch_
             decoder_dim=32, decoder_heads=2, fusion_depth=1, decoder_depth=1, proj_dim=16)  # fmt: skip
 
 #: model.loss() of TINY (torch.manual_seed(0) before the build and again before the loss) on _batch(4), computed
-#: with the code before the ablation switches existed (commit b03252b). The defaults must reproduce it.
+#: with the code before the ablation switches existed (commit b03252b). That model, whose alignment was on the
+#: pooled encoder tokens, must still be there, bit for bit, under ``align_on="encoder"``.
 BEFORE_SWITCHES = {
     "loss_rec_rgb": 0.5334887504577637,
     "loss_rec_dsm": 0.5407600998878479,
@@ -53,8 +54,8 @@ def _losses(**options):
     return model, model.loss(_batch(4))
 
 
-def test_the_default_loss_is_the_one_before_the_switches():
-    _, losses = _losses()
+def test_the_model_before_the_fix_is_still_there_under_align_on_encoder():
+    _, losses = _losses(align_on="encoder")
     got = {k: v.item() for k, v in losses.items()}
     assert set(got) == set(BEFORE_SWITCHES)
     # Bit for bit on the machine that recorded them (checked there); the tolerance only absorbs other CPUs'
@@ -63,9 +64,19 @@ def test_the_default_loss_is_the_one_before_the_switches():
     assert got == pytest.approx(BEFORE_SWITCHES, rel=1e-5, abs=1e-9)
 
 
+def test_the_default_aligns_the_decoder_outputs_as_the_official_code():
+    _, default = _losses()
+    _, decoder = _losses(align_on="decoder")
+    assert {k: v.item() for k, v in default.items()} == {k: v.item() for k, v in decoder.items()}
+    # Only the alignment differs from the model before the fix: reconstruction is unchanged at the first step.
+    assert default["loss_rec_rgb"].item() == pytest.approx(BEFORE_SWITCHES["loss_rec_rgb"], rel=1e-5)
+    assert default["loss_align"].item() != pytest.approx(BEFORE_SWITCHES["loss_align"], rel=1e-3)
+
+
 @pytest.mark.parametrize(
     "options",
     [
+        dict(align_on="encoder"),
         dict(loss_weights=dict(align=0.0)),
         dict(loss_weights=dict(align=0.0, hsic=0.0, mod=0.0)),  # reconstruction only
         dict(rec_loss="mse"),
