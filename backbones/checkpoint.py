@@ -41,6 +41,21 @@ def encoder_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if not k.startswith(NON_ENCODER_PREFIXES)}
 
 
+def encoder_parameter_counts(model: nn.Module) -> dict[str, int]:
+    """Parameters of the encoder (the task-side pyramid left out): ``total``, ``shared`` (used by every
+    modality) and, per modality, its own input layers (``MODALITY_MODULES``: a ViT's patch embedding, a CNN's
+    stem), so an RGB-only and an RGB+DSM encoder of one architecture differ exactly by the DSM's entry."""
+    counts = {"total": 0, "shared": 0}
+    for name, param in model.named_parameters():
+        if name.startswith(NON_ENCODER_PREFIXES):
+            continue
+        parts = name.split(".")
+        owner = next((parts[i + 1] for i, part in enumerate(parts[:-2]) if part in MODALITY_MODULES), "shared")
+        counts["total"] += param.numel()
+        counts[owner] = counts.get(owner, 0) + param.numel()
+    return counts
+
+
 def save_encoder_checkpoint(model: nn.Module, path: str | os.PathLike, **meta) -> Path:
     """Write ``{"meta": ..., "state_dict": encoder}`` atomically (temp file, then rename)."""
     path = Path(path)

@@ -4,7 +4,8 @@ For a refactor that must not change a number (docs/layout.md): run one spec with
 (``rsbench sweep SPEC --run-dir RUN_A`` / ``RUN_B``) and compare. Cells are matched by what they are (backbone,
 task, dataset, protocol, fraction, seeds), not by hash, since moved code changes the code fingerprint and a
 re-exported encoder its checkpoint hash. Compares every metric value and every cell's per-tile statistics;
-the last line says ``same numbers`` or what differs (exit 1).
+the last line says ``same numbers`` or what differs (exit 1). Corrupted test passes are matched by their corruption
+and severity too; a run made before they existed reads as clean rows only (``--clean`` compares clean rows alone).
 """
 
 from __future__ import annotations
@@ -15,11 +16,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-KEYS = ["backbone", "task", "dataset", "protocol", "fraction", "split_seed", "train_seed", "metric"]
+KEYS = ["backbone", "task", "dataset", "protocol", "fraction", "split_seed", "train_seed", "metric", "corruption",
+        "severity"]  # fmt: skip
 
 
-def main(a: str, b: str) -> int:
-    rows = [pd.read_parquet(Path(run) / "results.parquet") for run in (a, b)]
+def _read(run: str, clean: bool) -> pd.DataFrame:
+    rows = pd.read_parquet(Path(run) / "results.parquet")
+    rows["corruption"] = rows["corruption"].fillna("none") if "corruption" in rows else "none"
+    rows["severity"] = rows["severity"].fillna(0).astype(int) if "severity" in rows else 0
+    return rows[rows["corruption"] == "none"] if clean else rows
+
+
+def main(a: str, b: str, clean: bool = False) -> int:
+    rows = [_read(run, clean) for run in (a, b)]
     merged = rows[0].merge(rows[1], on=KEYS, how="outer", suffixes=("_a", "_b"), indicator=True)
     problems = [f"{len(merged[merged['_merge'] != 'both'])} row(s) in one run only"] if (
         merged["_merge"] != "both").any() else []  # fmt: skip
@@ -45,4 +54,4 @@ def main(a: str, b: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:3]))
+    sys.exit(main(*sys.argv[1:3], clean="--clean" in sys.argv[3:]))

@@ -8,9 +8,9 @@ one discovery rule), so a new task is one file here, or a plugin named in ``$RSB
 from rsbench.registry import TASKS, scan_package
 
 from .base import PROTOCOLS, MetricInfo, Task, TiledMetric, TrainBudget, get_task, list_tasks, register_task, task_class
-from .engine import FinetunePlan, FinetuneResult, finetune
+from .engine import FinetunePlan, FinetuneResult, PassResult, finetune
 
 scan_package(__name__, TASKS)
 
-__all__ = ["PROTOCOLS", "FinetunePlan", "FinetuneResult", "MetricInfo", "Task", "TiledMetric", "TrainBudget",
-           "finetune", "get_task", "list_tasks", "register_task", "task_class"]  # fmt: skip
+__all__ = ["PROTOCOLS", "FinetunePlan", "FinetuneResult", "MetricInfo", "PassResult", "Task", "TiledMetric",
+           "TrainBudget", "finetune", "get_task", "list_tasks", "register_task", "task_class"]  # fmt: skip

@@ -20,13 +20,19 @@ from pathlib import Path
 import numpy as np
 import torch
 from mmengine.dataset import DefaultSampler, InfiniteSampler
+from mmengine.evaluator import Evaluator
 from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
 from mmengine.runner import set_random_seed
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from backbones.checkpoint import encoder_parameter_counts
+from rsbench.watchdog import CellStalled, beat
+
 from . import recipe
 from .base import PROTOCOLS, Task, TrainBudget
+from .compute import step_flops
 from .features import FeatureCache, FrozenBackbone, WithFeatures, compute_split_features, root_and_indices
 from .runtime import (  # noqa: F401  (NonFiniteLossError, Interrupted: the loop's errors, importable from here)
     FiniteLossHook,
@@ -51,7 +57,10 @@ class FinetunePlan:
     weights. ``val_set`` (carved from the labelled subset by the caller) selects the checkpoint; ``None`` or
     empty keeps the last iterate. ``protocol="frozen"`` trains the task side on cached encoder features
     (``feature_cache`` under ``feature_key``); ``ddp`` is how this job's ranks were launched (``none``,
-    ``pytorch`` under torchrun, ``slurm`` under srun).
+    ``pytorch`` under torchrun, ``slurm`` under srun). ``extra_tests`` are further test sets (corrupted copies
+    of the test split) the selected model meets after the clean test, once each; the name keys their cached
+    features. ``flops_cache`` (None: no count) keeps one training step's FLOPs per ``flops_key``
+    (``tasks.compute``).
     """
 
     task: Task
@@ -67,7 +76,20 @@ class FinetunePlan:
     feature_cache: FeatureCache | None = None
     feature_key: str = ""
     ddp: str = "none"
-    # Where test-time corruptions (evaluated after the clean test) will go: a field here, read after runner.test().
+    extra_tests: dict[str, Dataset] = field(default_factory=dict)
+    flops_cache: dict[str, float] | None = None
+    flops_key: str = ""
+
+
+@dataclass
+class PassResult:
+    """What one further test pass (``FinetunePlan.extra_tests``) measured."""
+
+    metrics: dict[str, float]
+    tile_stats: dict[str, np.ndarray] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    #: why the pass failed ("" when it ran): a failed pass never costs the cell its clean result
+    error: str = ""
 
 
 @dataclass
@@ -93,6 +115,20 @@ class FinetuneResult:
     step_time_s: float = 0.0
     #: seconds this cell spent filling the feature cache (frozen protocol; 0 when the features were cached)
     feature_time_s: float = 0.0
+    #: the ``extra_tests`` passes, by name
+    extra_tests: dict[str, PassResult] = field(default_factory=dict)
+    #: matmul/conv FLOPs of one training step of one process (NaN: not counted); ``train_flops`` = that x
+    #: iterations x processes
+    step_flops: float = math.nan
+    world_size: int = 1
+    #: seconds the count took (0 when this process had counted the same step before)
+    flop_count_s: float = 0.0
+    #: the encoder's parameters: total, shared and per modality (``backbones.checkpoint.encoder_parameter_counts``)
+    encoder_params: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def train_flops(self) -> float:
+        return self.step_flops * self.iterations * self.world_size
 
 
 def apply_speed_options(model: nn.Module, budget: TrainBudget) -> nn.Module:
@@ -177,6 +213,7 @@ def finetune(
     set_random_seed(seed)
     backbone = plan.build_backbone()
     arch = getattr(backbone, "arch", "")
+    params = encoder_parameter_counts(backbone)
     feature_start = time.perf_counter()
     if protocol == "frozen":
         backbone = FrozenBackbone(backbone)
@@ -234,6 +271,7 @@ def finetune(
         log_level="INFO",
         **extra,
     )
+    flops, flop_count_s = _count_step_flops(plan, runner, train_set, collate)
     start = time.perf_counter()
     try:
         runner.train()
@@ -244,6 +282,20 @@ def finetune(
         for mode in ("train", "val", "test"):  # IterTimerHook's per-iteration wall time of each loop
             if f"{mode}/time" in runner.message_hub.log_scalars:
                 step_time += float(np.sum(runner.message_hub.get_scalar(f"{mode}/time").data[0]))
+        extra_tests = {}
+        for name, dataset in plan.extra_tests.items():  # after the clean test, which they cannot change
+            pass_start = time.perf_counter()
+            try:
+                if protocol == "frozen" and feature_cache is not None:  # features of the corrupted inputs, own key
+                    dataset = with_cached_features(task, backbone, {"test": dataset}, modalities, feature_cache,
+                                                   f"{feature_key}|pass:{name}")["test"]  # fmt: skip
+                extra_tests[name] = _test_pass(runner, task, dataset, collate, budget.eval_batch_size, name)
+                extra_tests[name].wall_time_s = time.perf_counter() - pass_start  # with its feature pass, if any
+            except CellStalled:
+                raise
+            except Exception as exc:  # a failed pass is a row of its own, not a failed cell (Interrupted still stops)
+                runner.logger.error(f"test pass {name} failed: {exc.__class__.__name__}: {exc}")
+                extra_tests[name] = PassResult({}, error=f"{exc.__class__.__name__}: {exc}".splitlines()[0])
     finally:
         release_runner(runner)
     device = str(next(model.parameters()).device)
@@ -272,4 +324,50 @@ def finetune(
         arch=arch,
         step_time_s=step_time,
         feature_time_s=feature_time,
+        extra_tests=extra_tests,
+        step_flops=flops,
+        world_size=runner.world_size,
+        flop_count_s=flop_count_s,
+        encoder_params=params,
     )
+
+
+def _test_pass(runner, task: Task, dataset: Dataset, collate, batch_size: int, name: str) -> PassResult:
+    """The selected model on one more test set: the test loop's steps (``test_step``, the task's metric, results
+    gathered across DDP ranks) without its hooks, which closed their loggers and trackers with the clean test."""
+    metric = task.build_metric()
+    evaluator = Evaluator([metric])
+    evaluator.dataset_meta = getattr(dataset, "metainfo", None)
+    loader = _loader(dataset, batch_size, collate, DefaultSampler(dataset, shuffle=False))
+    start = time.perf_counter()
+    runner.model.eval()
+    with torch.no_grad():
+        for i, batch in enumerate(loader):
+            beat(f"test pass {name}, batch {i}")
+            evaluator.process(data_samples=runner.model.test_step(batch), data_batch=batch)
+    metrics = evaluator.evaluate(len(dataset))
+    return PassResult({k: float(v) for k, v in metrics.items()}, getattr(metric, "last_tile_stats", {}),
+                          time.perf_counter() - start)  # fmt: skip
+
+
+def _count_step_flops(plan: FinetunePlan, runner, train_set: Dataset, collate) -> tuple[float, float]:
+    """(FLOPs of one training step, seconds the count took), once per ``plan.flops_key`` in ``plan.flops_cache``.
+
+    On the runner's model (on its device) and a batch of the first training samples; NaN where a step cannot
+    be counted (a compiled backbone, an op the counter cannot trace), which the row then shows as unknown.
+    """
+    if plan.flops_cache is None or plan.budget.compile:
+        return math.nan, 0.0
+    if plan.flops_key and plan.flops_key in plan.flops_cache:
+        return plan.flops_cache[plan.flops_key], 0.0
+    start = time.perf_counter()
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    try:
+        batch = collate([train_set[i] for i in range(min(plan.budget.batch_size, len(train_set)))])
+        flops = step_flops(model, batch)
+    except Exception as exc:  # compute is reported where countable; a failed count must never fail the cell
+        runner.logger.warning(f"training-step FLOPs not counted: {exc.__class__.__name__}: {exc}")
+        flops = math.nan
+    if plan.flops_key:
+        plan.flops_cache[plan.flops_key] = flops
+    return flops, time.perf_counter() - start

@@ -36,10 +36,20 @@ def test_the_cell_key_of_a_fixed_cell_is_pinned():
     assert cell.cell_key == cell_key(cell_config(_tiny(), cell)) == "60a28591f14dbfbe"
 
 
-@pytest.mark.parametrize("preset, digest", [("demo", "a4b6328613e6f3e0"), ("study_synthetic", "c465998aa0d5106b")])
+@pytest.mark.parametrize("preset, digest", [("demo", "a4b6328613e6f3e0"), ("study_synthetic", "6f389444a6c4a462")])
 def test_presets_on_a_shared_base_keep_their_cells(preset, digest):
     spec = SweepSpec.from_file(REPO / "configs" / "sweeps" / f"{preset}.py").with_pretrained("/tmp/rd")
     assert _digest([c.cell_key for c in expand_cells(spec)]) == digest
+
+
+def test_the_study_without_its_robustness_block_and_equal_compute_line_keeps_its_cells():
+    """Issue 22 added corruptions and a labelled second MAE to the study: without them, every cell is as before."""
+    from dataclasses import replace
+
+    spec = SweepSpec.from_file(REPO / "configs" / "sweeps" / "study_synthetic.py").with_pretrained("/tmp/rd")
+    assert spec.corruptions and any("label" in b for b in spec.backbones)
+    before = replace(spec, corruptions=[], backbones=[b for b in spec.backbones if "label" not in b])
+    assert _digest([c.cell_key for c in expand_cells(before)]) == "c465998aa0d5106b"  # the pin before issue 22
 
 
 @pytest.mark.parametrize("config, digest", [

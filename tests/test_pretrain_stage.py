@@ -43,6 +43,9 @@ def test_stage_runs_once_then_reuses_the_encoder(tmp_path):
     assert seen[-1] == ("mae", 2, 2)  # 8 tiles, batch 4, 1 epoch
     encoder = backbones.build("mae_vit_t16", ("rgb", "dsm"), checkpoint=paths["mae"])
     assert encoder.patch_size == 8
+    # The compute behind the encoder: one step's FLOPs (batch 4 of 32-px tiles) x 2 iterations x 1 process.
+    meta = backbones.checkpoint.read_meta(paths["mae"])
+    assert meta["step_flops"] > 0 and meta["world_size"] == 1 and meta["flops"] == 2 * meta["step_flops"]
     mtime = paths["mae"].stat().st_mtime_ns
     run_pretraining(entries, tmp_path / "run", log=logs.append)
     assert paths["mae"].stat().st_mtime_ns == mtime and "reusing" in logs[-1]

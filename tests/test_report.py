@@ -9,6 +9,7 @@ import subprocess
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 from rich.console import Console
 
@@ -19,12 +20,16 @@ from benchmark.running.store import ResultStore
 from benchmark.running.tilestats import save_tile_stats
 
 FRACTIONS = (0.05, 0.25, 1.0)
-# mean score per backbone and fraction; mssdf matches random init at 100 % from 25 %, mae never does
+# mean score per backbone and fraction; mssdf matches random init at 100 % from 25 %, mae never does; the supervised
+# control (the aggregate's 1) sits between mssdf and random init
 CURVES = {
     "random_init_vit_t16": (30.0, 45.0, 60.0),
     "mssdf_vit_t16": (50.0, 62.0, 70.0),
     "mae_vit_t16": (35.0, 50.0, 58.0),
+    "supervised_vit_t16": (40.0, 55.0, 65.0),
 }
+#: Corrupted test passes of every segmentation cell: what each backbone loses in mIoU under gaussian_noise 2
+DROPS = {"random_init_vit_t16": 8.0, "mssdf_vit_t16": 2.0, "mae_vit_t16": 5.0, "supervised_vit_t16": 6.0}
 #: What a cell records when it starts (benchmark.running.provenance.cell_provenance), as the report reads it.
 PROVENANCE = {"environment": {"sys.platform": "linux", "Python": "3.11.7 (main) [GCC 12.2.0]",
                               "CUDA available": "False", "PyTorch": "2.14.1+cu130", "MMEngine": "0.10.7"},
@@ -50,9 +55,9 @@ def _tile_stats(run_dir, chash, task, value, seed):
     save_tile_stats(RunDir(run_dir).tile_stats(chash), stats, task=task)
 
 
-def make_run(run_dir):
+def make_run(run_dir, corruptions: bool = False):
     """A run directory as a sweep leaves it: results, tile statistics and one training log per cell, one failed
-    cell with its log."""
+    cell with its log; with ``corruptions``, a corrupted test pass of every segmentation cell too."""
     rows = []
     for backbone, curve in CURVES.items():
         method = backbone.split("_vit")[0]
@@ -69,6 +74,11 @@ def make_run(run_dir):
                 rows += [dict(base, task="depth", config_hash=chash + "d", metric="RMSE", value=rmse)]
                 _tile_stats(run_dir, chash, "segmentation", mean + delta, seed)
                 _tile_stats(run_dir, chash + "d", "depth", rmse, seed)
+                if corruptions:
+                    bad = mean + delta - DROPS[backbone]
+                    rows += [dict(base, task="segmentation", config_hash=chash + "~gn2", metric="mIoU", value=bad,
+                                  corruption="gaussian_noise", severity=2, trained_config_hash=chash)]  # fmt: skip
+                    _tile_stats(run_dir, chash + "~gn2", "segmentation", bad, seed)
                 (run_dir / "cells" / chash / "provenance.json").write_text(json.dumps(PROVENANCE))
     rows.append(dict(rows[0], train_seed=7, config_hash="failedcell", value=math.nan,
                      status="failed: RuntimeError: CUDA out of memory"))  # fmt: skip
@@ -88,7 +98,7 @@ def make_run(run_dir):
 
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory):
-    run = make_run(tmp_path_factory.mktemp("run"))
+    run = make_run(tmp_path_factory.mktemp("run"), corruptions=True)
     out = tmp_path_factory.mktemp("report")
     written = report_run(run, out, console=Console(file=open(os.devnull, "w")))
     return out, written
@@ -97,9 +107,10 @@ def report_dir(tmp_path_factory):
 def test_report_writes_all_three_formats_and_the_figures(report_dir):
     out, written = report_dir
     names = sorted(p.name for p in written)
-    assert names == ["baseline_monotonicity.csv", "comparisons.csv", "label_efficiency_depth.png",
-                     "label_efficiency_segmentation.png", "label_savings.csv", "label_savings.png", "report.html",
-                     "report.md", "report.tex", "stats.csv"]  # fmt: skip
+    assert names == ["aggregate.csv", "aggregate.png", "baseline_monotonicity.csv", "comparisons.csv", "compute.csv",
+                     "label_efficiency_depth.png", "label_efficiency_segmentation.png", "label_savings.csv",
+                     "label_savings.png", "performance_profile.png", "report.html", "report.md", "report.tex",
+                     "robustness.csv", "stats.csv", "verdict_heatmap.png"]  # fmt: skip
     for path in written:
         assert path.stat().st_size > (100 if path.suffix == ".csv" else 500), path
     assert not list(out.glob("*.tmp*"))
@@ -123,6 +134,60 @@ def test_markdown_has_the_tables_savings_failures_and_provenance(report_dir):
     assert 'name = "tiny"' in md  # the sweep spec found in the run directory
     assert "no published number matches this run" in md
     assert "![segmentation on synthetic (finetune): mIoU" in md
+
+
+def test_the_summaries_a_reader_looks_for_first(report_dir):
+    out = report_dir[0]
+    md = (out / "report.md").read_text()
+    sections = re.findall(r"^## (.+)$", md, flags=re.M)
+    assert sections[:6] == ["Verdict", "Label efficiency", "Per task", "Robustness to corruptions", "Compute",
+                            "All tables"]  # fmt: skip
+    verdict = md.split("## Verdict")[1].split("\n## ")[0]
+    # mssdf is +20/+17/+10 over random init where the control is +10: its normalised score is 2, 1.53, 2 at the
+    # three fractions (depth alike), so its IQM is above the control's 1, and every run beats random init.
+    mssdf = next(line for line in verdict.splitlines() if line.startswith("| mssdf_vit_t16"))
+    iqm, p_better = (float(x) for x in re.findall(r"(\d\.\d\d) \[", mssdf)[:2])
+    assert 1.5 < iqm <= 2.0 and p_better == 1.0
+    assert re.search(r"\| supervised_vit_t16 \(reference\) \| 1\.00 \[0\.\d\d, 1\.\d\d\]", verdict)
+    assert "![Paired difference of the label-efficiency AUC to random init" in verdict
+    # One narrow table per task, each fraction's mean with its CI and the AUC.
+    tasks = md.split("## Per task")[1].split("\n## ")[0]
+    assert "### segmentation: mIoU ↑" in tasks and "### depth: RMSE ↓" in tasks and re.search(r"\|\s+AUC\s+\|", tasks)
+    stats = pd.read_csv(out / "stats.csv")
+    auc = stats[(stats["task"] == "segmentation") & (stats["backbone"] == "mssdf_vit_t16")]
+    # AUC of 50, 62, 70 at 5, 25, 100 %: log-trapezoids (ln 5 (50 + 62) / 2 + ln 4 (62 + 70) / 2) / ln 20.
+    expected = (np.log(5) * 56 + np.log(4) * 66) / np.log(20)
+    assert auc["auc"].iloc[0] == pytest.approx(expected) and (auc["auc_verdict"] == "better").all()
+    # Robustness: every backbone's drop under the corruption with its paired CI, mssdf the least degraded.
+    robust = pd.read_csv(out / "robustness.csv").set_index(["backbone", "fraction"])
+    for backbone, drop in DROPS.items():
+        row = robust.loc[(backbone, 1.0)]
+        assert row["drop"] == pytest.approx(drop, abs=1e-9) and row["ci_low"] < drop < row["ci_high"]
+    least = md.split("### Which backbone degrades least")[1].split("\n### ")[0]
+    assert re.search(r"\| segmentation +\| gaussian_noise 2 +\| mssdf_vit_t16 +\| mae_vit_t16 +\| \+3\.00", least)
+    assert re.search(r"\| yes +\|", least)
+    assert "### Compute behind every row" in md and "pretraining FLOPs" in md
+
+
+def test_a_robustness_row_is_never_counted_as_a_clean_row_in_any_table(tmp_path, report_dir):
+    clean = make_run(tmp_path / "clean")
+    report_run(clean, tmp_path / "out", formats=["md"])
+    robust_out = report_dir[0]
+    for name in ("stats", "comparisons", "label_savings", "baseline_monotonicity", "aggregate"):
+        a, b = (pd.read_csv(d / f"{name}.csv") for d in (tmp_path / "out", robust_out))
+        pd.testing.assert_frame_equal(a, b, obj=name)
+    compute = [pd.read_csv(d / "compute.csv").drop(columns=["adapt_s"]) for d in (tmp_path / "out", robust_out)]
+    pd.testing.assert_frame_equal(*compute, obj="compute")
+
+    def clean_sections(md: str) -> str:
+        kept = [s for s in md.split("\n## ")[1:] if not s.startswith(("Robustness", "Per-seed", "Provenance"))]
+        return "\n## ".join(kept).split("generated:")[0]
+
+    a = clean_sections((tmp_path / "out" / "report.md").read_text())
+    b = clean_sections((robust_out / "report.md").read_text())
+    assert a == b and "Method x task" in a and "Label savings" in a
+    # ... and the robustness rows are there to be counted apart: 24 passes, each a pair of two cells' tiles.
+    assert "24 corrupted test passes" in (robust_out / "report.md").read_text()
 
 
 def test_several_datasets_of_a_task_get_their_own_columns_and_curves(tmp_path):
@@ -154,7 +219,9 @@ def test_latex_is_booktabs_with_bold_best_and_compiles_ish(report_dir):
     tex = (report_dir[0] / "report.tex").read_text()
     body = "\n".join(line for line in tex.splitlines() if not line.startswith("%"))
     n_tables = body.count("\\begin{table}")
-    assert n_tables == 5  # method x task, paired, monotone, ranks, label savings (published vs ours is empty here)
+    # aggregate, AUC and AUC vs random init, one per task (2), robustness and which degrades least, compute; method
+    # x task, paired, monotone, ranks, label savings (published vs ours is empty here)
+    assert n_tables == 13
     for rule in ("\\toprule", "\\midrule", "\\bottomrule"):
         assert body.count(rule) == n_tables
     assert body.count("\\begin{tabular}") == body.count("\\end{tabular}") == n_tables
@@ -180,7 +247,7 @@ def test_html_is_self_contained(report_dir):
     page = (report_dir[0] / "report.html").read_text()
     assert page.startswith("<!DOCTYPE html>")
     assert not re.search(r"""(src|href)=["']?(https?:|//|[\w./-]+\.(png|css|js))""", page)
-    assert page.count('<img src="data:image/png;base64,') == 3
+    assert page.count('<img src="data:image/png;base64,') == 6
     assert "font-weight: bold" in page and "<table" in page
 
 
@@ -287,10 +354,47 @@ def test_html_renders_tables_and_images_in_headless_chromium(report_dir, tmp_pat
     found = re.search(r'<pre id="rsbench-check">(.*?)</pre>', dom)
     assert found, "the page's load event never ran (no check element in the DOM)"
     check = json.loads(found.group(1).replace("&quot;", '"'))
-    assert len(check["images"]) == 3
+    assert len(check["images"]) == 6
     assert all(complete and width > 300 and height > 200 for complete, width, height in check["images"]), check
     assert check["rows"] >= 3 + 3 + 2  # method x task, ranks, label savings at least
     assert "mssdf_vit_t16" in dom and "not reached (worse at every fraction)" in dom
+
+
+FIRST_SCREEN_SCRIPT = """<script>
+window.addEventListener("load", () => {
+  const out = document.createElement("pre");
+  out.id = "rsbench-screen";
+  const top = el => el ? el.getBoundingClientRect().top : null;
+  const verdict = document.getElementById("verdict");
+  const overflowing = [...document.querySelectorAll("#verdict .scroll, #tasks .scroll, #label-efficiency .scroll,"
+                                                    + " #robustness .scroll")]
+    .filter(d => d.scrollWidth > d.clientWidth + 1).map(d => d.id);
+  out.textContent = JSON.stringify({
+    height: window.innerHeight, width: window.innerWidth, page_width: document.documentElement.scrollWidth,
+    verdict: top(verdict), aggregate: top(verdict && verdict.querySelector("table")),
+    heatmap: top(verdict && verdict.querySelector("img")), first_section: document.querySelector("section").id,
+    overflowing: overflowing,
+  });
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+@pytest.mark.slow
+def test_the_first_screen_holds_the_verdict_and_nothing_scrolls_sideways(report_dir, tmp_path):
+    browser = _browser()
+    probe = tmp_path / "probe.html"
+    probe.write_text((report_dir[0] / "report.html").read_text().replace("</body>", FIRST_SCREEN_SCRIPT + "</body>"))
+    done = _headless(browser, tmp_path, "--window-size=1280,1000", "--dump-dom", probe.as_uri())
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = re.search(r'<pre id="rsbench-screen">(.*?)</pre>', done.stdout)
+    assert found, "the page's load event never ran"
+    screen = json.loads(found.group(1).replace("&quot;", '"'))
+    assert screen["first_section"] == "verdict"
+    # The aggregate table and the heatmap start on the first screen, above the fold.
+    assert 0 < screen["verdict"] < screen["aggregate"] < screen["heatmap"] < screen["height"] * 0.8, screen
+    assert screen["page_width"] <= screen["width"], screen  # the page does not scroll sideways
+    assert screen["overflowing"] == [], screen  # nor does any table of the verdict, curves, tasks or robustness
 
 
 @pytest.mark.slow

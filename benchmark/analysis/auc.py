@@ -43,7 +43,7 @@ from scipy import integrate
 
 from .comparisons import baseline_for
 from .intervals import CONFIDENCE, N_RESAMPLES, SEED, PairedDifference, Resample, n_tiles, paired_difference
-from .rows import BASELINE_METHOD, SEED_KEYS
+from .rows import BASELINE_METHOD, CLEAN, SEED_KEYS, clean_rows, corrupted_rows, is_corrupted  # noqa: F401 (re-exported)
 
 #: What one comparison is made within: a task's metric on one dataset under one protocol.
 GROUP_KEYS = ["task", "dataset", "protocol", "metric"]
@@ -51,8 +51,6 @@ GROUP_KEYS = ["task", "dataset", "protocol", "metric"]
 COLUMN_KEYS = [*GROUP_KEYS, "fraction"]
 #: What a corrupted test pass shares with its clean cell: the same trained model.
 CELL_KEYS = [*GROUP_KEYS, "backbone", "fraction", *SEED_KEYS]
-#: Values of ``corruption`` that mean a clean test pass (a missing column or NaN means clean too).
-CLEAN = ("", "none", "clean")
 
 StatsOf = Callable[[str], "dict[str, np.ndarray] | None"]
 
@@ -119,27 +117,6 @@ def _linear_resample(resample: Resample, coefficients: Sequence[float]) -> Resam
         return total
 
     return combined
-
-
-# ---- clean and corrupted test passes (the robustness axis: ``aggregates``) ----
-
-
-def is_corrupted(frame: pd.DataFrame) -> np.ndarray:
-    """Per row: is it a corrupted test pass? A missing ``corruption`` column, NaN, "", "none" or "clean": no."""
-    if "corruption" not in frame:
-        return np.zeros(len(frame), dtype=bool)
-    names = frame["corruption"]
-    return (names.notna() & ~names.astype(str).str.strip().str.lower().isin(CLEAN)).to_numpy()
-
-
-def clean_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of clean test passes: the only rows any table other than robustness may count."""
-    return frame[~is_corrupted(frame)]
-
-
-def corrupted_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of corrupted test passes (``corruption`` and ``severity`` set)."""
-    return frame[is_corrupted(frame)]
 
 
 # ---- 1. label-efficiency AUC ----

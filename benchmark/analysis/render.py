@@ -17,23 +17,21 @@ FORMATS = ("md", "tex", "html")
 
 
 def render_markdown(report: Report) -> str:
-    """The report as GitHub-flavoured Markdown; figures are linked PNG files next to it."""
+    """The report as GitHub-flavoured Markdown, section by section; figures are linked PNG files next to it."""
     lines = [f"# rsbench report: {report.title}", "", *[f"- {line}" for line in report.headline],
              f"- generated: {report.generated}", ""]  # fmt: skip
-    for _, table in report.summary:
-        lines += _markdown_section(table)
-    if report.figures:
-        lines += ["## Figures", ""]
-        lines += [f"![{fig.caption}]({fig.path.name})\n\n*{fig.caption}*\n" for fig in report.figures]
-    for _, table in report.details + report.provenance:
-        lines += _markdown_section(table)
+    for section in report.sections:
+        lines += [f"## {section.title}", ""]
+        figures = [f"![{fig.caption}]({fig.path.name})\n\n*{fig.caption}*\n" for fig in section.figures]
+        tables = [line for _, table in section.tables for line in _markdown_section(table)]
+        lines += figures + tables if section.figures_first else tables + figures
     for name, text in report.configs:
         lines += [f"### config: {name}", "", "```", text, "```", ""]
     return "\n".join(lines)
 
 
 def _markdown_section(table: DisplayTable) -> list[str]:
-    lines = [f"## {table.title}", ""]
+    lines = [f"### {table.title}", ""]
     if table.note:
         lines += [f"*{table.note}*", ""]
     if not table.empty:
@@ -44,7 +42,7 @@ def _markdown_section(table: DisplayTable) -> list[str]:
 def render_latex(report: Report) -> str:
     """The report's result tables as LaTeX floats (``\\usepackage{booktabs,graphicx}``), ready to ``\\input``."""
     parts = [f"% rsbench report: {report.title} ({report.generated}); needs \\usepackage{{booktabs,graphicx}}", ""]
-    for anchor, table in report.summary:
+    for anchor, table in (t for section in report.sections if section.results for t in section.tables):
         if not table.empty:
             parts += [to_latex(table, f"tab:rsbench-{anchor}"), ""]
     return "\n".join(parts)
@@ -57,13 +55,16 @@ h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2e
 h3 { font-size: 1.05em; margin-bottom: .2em; }
 ul.headline { color: #444; }
 nav a { margin-right: 1em; }
-table.results { border-collapse: collapse; margin: .5em 0 1.5em; font-size: .85em; }
+table.results { border-collapse: collapse; margin: .5em 0 1.5em; font-size: .8em; }
 table.results th, table.results td { border-bottom: 1px solid #ddd; padding: .25em .6em; text-align: right; }
 table.results thead th { border-bottom: 2px solid #444; text-align: center; }
 table.results th.row_heading { text-align: left; }
 p.note { color: #555; font-size: .85em; margin: 0; }
-figure { display: inline-block; margin: .5em 1em 1em 0; vertical-align: top; }
+div.figures { display: flex; flex-wrap: wrap; gap: .5em 1em; align-items: flex-start; }
+figure { margin: .5em 0 1em; max-width: 100%; }
 figure img { max-width: 100%; border: 1px solid #eee; }
+#verdict figure { flex: 1 1 0; min-width: 0; }
+#label-efficiency figure { flex: 0 1 48%; min-width: 0; }
 figcaption { font-size: .85em; color: #444; }
 details pre { background: #f6f6f6; padding: .6em; overflow-x: auto; font-size: .8em; }
 .scroll { overflow-x: auto; }
@@ -86,30 +87,22 @@ def _figure(caption: str, png: bytes) -> str:
 
 
 def render_html(report: Report) -> str:
-    """The whole page as a string (UTF-8)."""
+    """The whole page as a string (UTF-8): the verdict on the first screen, every section after it."""
     title = f"rsbench report: {report.title}"
     headline = "".join(f"<li>{html.escape(line)}</li>" for line in [*report.headline, f"generated: {report.generated}"])
-    sections = [
-        _section("results", "Results", _tables(report.summary)),
-        _section(
-            "figures",
-            "Figures",
-            "\n".join(_figure(f.caption, f.path.read_bytes()) for f in report.figures)
-            or "<p>no figures (no finished cells)</p>",
-        ),  # fmt: skip
-        _section("details", "Per-seed values, wall times, failed cells", _tables(report.details)),
-        _section(
-            "provenance",
-            "Provenance",
-            _tables(report.provenance)
-            + "\n"
-            + "\n".join(
+    sections = []
+    for section in report.sections:
+        figures = "\n".join(_figure(f.caption, f.path.read_bytes()) for f in section.figures)
+        figures = f'<div class="figures">{figures}</div>' if figures else ""
+        tables = _tables(section.tables)
+        body = f"{figures}\n{tables}" if section.figures_first else f"{tables}\n{figures}"
+        if section.anchor == "provenance":
+            body += "\n" + "\n".join(
                 f"<details><summary>config: {html.escape(name)}</summary><pre>{html.escape(text)}</pre></details>"
                 for name, text in report.configs
-            ),
-        ),  # fmt: skip
-    ]
-    nav = " ".join(f'<a href="#{a}">{a}</a>' for a in ("results", "figures", "details", "provenance"))
+            )
+        sections.append(_section(section.anchor, section.title, body))
+    nav = " ".join(f'<a href="#{s.anchor}">{html.escape(s.title.lower())}</a>' for s in report.sections)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -146,8 +139,19 @@ def parse_formats(text: str | list[str]) -> list[str]:
 
 
 def write_comparisons(report: Report, out_dir: str | Path) -> list[Path]:
-    """The analysis behind the tables as CSV (stats with CIs, paired differences, savings, monotonicity)."""
+    """The analysis behind the tables as CSV: stats with CIs (and each line's label-efficiency AUC), paired
+    differences, savings, monotonicity, the aggregate, compute and, for a run with corruptions, robustness."""
     out = RunDir(out_dir)
-    tables = (("stats", report.stats), ("comparisons", report.paired), ("label_savings", report.savings),
-              ("baseline_monotonicity", report.monotone))  # fmt: skip
+    summaries = report.summaries
+    stats = report.stats
+    if not summaries.auc.empty:
+        keys = ["task", "dataset", "protocol", "metric", "backbone"]
+        auc = summaries.auc[[*keys, "auc", "auc_low", "auc_high", "diff", "diff_low", "diff_high", "verdict"]]
+        stats = stats.merge(auc.rename(columns={c: f"auc_{c}" for c in ("diff", "diff_low", "diff_high", "verdict")}),
+                            on=keys, how="left")  # fmt: skip
+    tables = [("stats", stats), ("comparisons", report.paired), ("label_savings", report.savings),
+              ("baseline_monotonicity", report.monotone), ("aggregate", summaries.aggregate),
+              ("compute", summaries.compute)]  # fmt: skip
+    if not summaries.robustness.empty:
+        tables.append(("robustness", summaries.robustness))
     return [write_text_atomic(out.table_csv(name), table.to_csv(index=False)) for name, table in tables]

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.running.store import CLEAN, is_corrupted  # noqa: F401  (what a clean row is: the store says)
 from benchmark.running.tilestats import load_tile_stats
 
 from .intervals import CONFIDENCE, tile_ci
@@ -30,7 +31,19 @@ STAT_KEYS = ["task", "dataset", "protocol", "metric", "method", "backbone", "fra
 SEED_KEYS = ["split_seed", "train_seed"]
 
 
+def clean_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of clean test passes: the only rows any table other than robustness may count."""
+    return frame[~is_corrupted(frame)]
+
+
+def corrupted_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of corrupted test passes (``corruption`` and ``severity`` set)."""
+    return frame[is_corrupted(frame)]
+
+
 def _ok(frame: pd.DataFrame) -> pd.DataFrame:
+    """Finished clean rows: a corrupted test pass is never a row of the clean tables (robustness reads it apart)."""
+    frame = clean_rows(frame)
     return frame[frame["status"] == "ok"]
 
 

@@ -97,6 +97,8 @@ def pretraining_table(run_dir: str | Path) -> pd.DataFrame:
 
     from backbones.checkpoint import read_meta
 
+    from .aggregates import format_flops
+
     rows = []
     for path in RunDir(run_dir).encoders():
         meta = read_meta(path)
@@ -112,9 +114,18 @@ def pretraining_table(run_dir: str | Path) -> pd.DataFrame:
             "modalities": "+".join(meta.get("modalities", [])), "data": meta.get("train_data", ""),
             "samples": meta.get("train_samples"), "batch": meta.get("batch_size"), "epochs": meta.get("epochs"),
             "iterations": meta.get("iters"), "wall time (s)": _round(meta.get("wall_time_s"), 1),
-            "config": Path(str(meta.get("config", ""))).name,
+            "step FLOPs": format_flops(meta.get("step_flops")), "FLOPs": format_flops(meta.get("flops")),
+            "_flops": meta.get("flops"), "config": Path(str(meta.get("config", ""))).name,
         })  # fmt: skip
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    # The equal-compute reading: how many times the cheapest counted encoder's FLOPs each method got.
+    flops = pd.to_numeric(table.pop("_flops"), errors="coerce")
+    least = flops[flops > 0].min()
+    table.insert(table.columns.get_loc("FLOPs") + 1, "x least",
+                 [f"{f / least:.2f}x" if f == f and least == least else "–" for f in flops])  # fmt: skip
+    return table
 
 
 def _round(value, digits: int):

@@ -47,8 +47,9 @@ def report_run(
 
 
 def print_summary(report: Report, console) -> None:
-    """The terminal's view: per task the means with their CIs, the paired differences, then savings and
-    the baseline check; one narrow table per task and protocol, since all tasks side by side do not fit."""
+    """The terminal's view: per task the means with their CIs and the paired differences (one narrow table per
+    task and protocol, since all tasks side by side do not fit), then the verdict (the aggregate), the
+    label-efficiency AUC, robustness, compute, and the savings and baseline check."""
     stats, paired = report.stats, report.paired
     for key, per_task in stats.groupby(["task", "dataset", "protocol"], sort=False):
         console.print(rich_table(method_task_table(per_task)))
@@ -56,12 +57,23 @@ def print_summary(report: Report, console) -> None:
             mine = paired[(paired["task"] == key[0]) & (paired["dataset"] == key[1]) & (paired["protocol"] == key[2])]
             if not mine.empty:
                 console.print(rich_table(comparison_table(mine)))
-    summary = dict(report.summary)
+    for anchor in ("aggregate", "auc", "auc-vs-random"):
+        table = report.table(anchor)
+        if table is not None and (not table.empty or table.note):
+            console.print(rich_table(table))
+    robustness = next((s for s in report.sections if s.anchor == "robustness"), None)
+    for _, table in robustness.tables if robustness else ():
+        console.print(rich_table(table))
+    compute = report.table("compute")
+    if compute is not None and not compute.empty:
+        keep = [c for c in ("backbone", "pretraining FLOPs", "pretraining time", "adaptation time", "adaptation FLOPs",
+                            "IQM") if c in compute.text]  # fmt: skip
+        console.print(rich_table(DisplayTable(compute.title, compute.text[keep], None, "")))
     narrow = {"label-savings": ["task", "protocol", "backbone", "result", "caveat"],
               "monotone": ["task", "protocol", "means", "rise", "ci_low", "ci_high", "monotone"]}  # fmt: skip
     for name, keep in narrow.items():
-        table = summary[name]
-        if table.empty:
+        table = report.table(name)
+        if table is None or (table.empty and "not resolved" not in table.note):
             continue
         cols = [c for c in keep if c in table.text and (c != "caveat" or (table.text[c] != "–").any())]
         console.print(rich_table(DisplayTable(table.title, table.text[cols], None, table.note)))
@@ -85,7 +97,7 @@ def rich_table(table: DisplayTable) -> Table:
 def write_summary(frame: pd.DataFrame, spec, run_dir: str | Path, console) -> list[Path]:
     """End of a sweep: print each task's per-seed table, then the report (tables, figures, md/tex/html)."""
     run_dir = Path(run_dir)
-    prepared = rows.prepare(frame)
+    prepared = rows.clean_rows(rows.prepare(frame))  # a corrupted test pass is no seed of a clean cell
     keys = ["task", "dataset", "backbone", "fraction"]
     several_seeds = not prepared.empty and prepared.groupby(keys)["config_hash"].nunique().max() > 1
     # With one seed per cell the method x task tables below already show every value.

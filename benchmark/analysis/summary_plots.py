@@ -107,7 +107,8 @@ def difference_heatmap(comparisons: pd.DataFrame, path: str | Path, value: str =
     for r in rows.itertuples():
         i, j = backbones.index(r.backbone), columns.index(r.column)
         d = decimals[r.column]
-        text = f"{getattr(r, value):+.{d}f}\n[{getattr(r, low):.{d}f}, {getattr(r, high):.{d}f}]"
+        lo, hi = getattr(r, low), getattr(r, high)
+        text = f"{getattr(r, value):+.{d}f}\n" + (f"[{lo:.{d}f}, {hi:.{d}f}]" if lo == lo and hi == hi else "(no CI)")
         ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if abs(r.shade) > 0.6 else "black")
     ax.set_xticks(range(len(columns)), columns, fontsize=8)
     ax.set_yticks(range(len(backbones)), backbones, fontsize=8)

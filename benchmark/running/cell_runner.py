@@ -17,11 +17,12 @@ from torch.utils.data import Subset
 
 import backbones
 from rsdatasets import build_dataset
+from rsdatasets.corruptions import CorruptedDataset
 from tasks import FinetunePlan, Task, TrainBudget, finetune, get_task
 from tasks.features import FeatureCache
 from tasks.tracking import Tracking, parse_tracking
 
-from .cells import IDENTITY, Cell
+from .cells import IDENTITY, Cell, corruption_plan, input_keys
 from .preemption import stop_requested
 from .provenance import config_hash, write_provenance
 from .rows import failed_rows, failure_status, result_rows
@@ -45,6 +46,7 @@ class CellRunner:
         self._datasets: dict[tuple, object] = {}
         self._strata: dict[tuple, object] = {}
         self.features = FeatureCache()  # encoder features of the frozen protocol, shared by this process's cells
+        self.step_flops: dict[str, float] = {}  # one training step's FLOPs per flops_key, counted once per process
 
     def dataset(self, split: str, entry: dict | None = None):
         """A split of a dataset entry (the spec's shared ``dataset`` by default), built once per process."""
@@ -118,6 +120,24 @@ class CellRunner:
         return config_hash(key)
 
     @staticmethod
+    def flops_key(cell: Cell) -> str:
+        """What one training step's FLOPs depend on: the model (task and backbone as configured), its inputs and
+        the batch, not the weights; cells sharing it share one count."""
+        cfg = cell.config
+        key = {"task": cell.task, "task_kwargs": cfg["task_kwargs"], "backbone": cell.backbone,
+               "kwargs": cfg["backbone_kwargs"], "modalities": list(cell.modalities), "protocol": cell.protocol,
+               "batch_size": cfg["budget"]["batch_size"], "dataset": cfg["dataset"]}  # fmt: skip
+        return config_hash(key)
+
+    def corrupted_tests(self, cell: Cell) -> dict[str, CorruptedDataset]:
+        """The cell's corrupted test passes: name -> the test split under that corruption (seeded, never cached)."""
+        if not cell.passes:
+            return {}
+        test = self.cell_dataset(cell, "test")
+        inputs = input_keys(cell.task_impl, cell.config["modalities"])
+        return {p.name: CorruptedDataset(test, p.corruption, p.severity, p.seed, inputs) for p in cell.passes}
+
+    @staticmethod
     def split_for_selection(subset: LabelSubset, budget: TrainBudget, split_seed: int):
         """(fit part, validation part) of the labelled subset, the validation part stratified like the subset."""
         n_val = budget.validation_size(len(subset))
@@ -144,6 +164,9 @@ class CellRunner:
             feature_cache=self.features if cell.protocol == "frozen" else None,
             feature_key=self.feature_key(cell),
             ddp=self.ddp,
+            extra_tests=self.corrupted_tests(cell),
+            flops_cache=self.step_flops,
+            flops_key=self.flops_key(cell),
         )
 
     def tracking(self, cell: Cell) -> Tracking | None:
@@ -162,7 +185,11 @@ class CellRunner:
         and every interval is computed from them when the run is read (``benchmark.analysis``).
         """
         cell_start = time.perf_counter()
-        write_provenance(self.run.provenance(cell.config_hash), cell.config)  # what the report's provenance reads
+        passes, skipped = corruption_plan(self.sweep, cell)
+        robustness = {"corruptions": {"passes": {p.name: p.config_hash for p in cell.passes}, "skipped": skipped}}
+        # What the report's provenance reads; inapplicable corruptions are said there, never dropped silently.
+        write_provenance(self.run.provenance(cell.config_hash), cell.config, **(robustness if passes or skipped
+                                                                                 else {}))  # fmt: skip
         start, n_train, options, extra = time.perf_counter(), 0, "", {}
         try:
             task = self.build_task(cell)
@@ -182,5 +209,11 @@ class CellRunner:
         if result.tile_stats:
             save_tile_stats(self.run.tile_stats(cell.config_hash), result.tile_stats, task=cell.task,
                             metric=task.primary_metric)  # fmt: skip
+        for test in cell.passes:  # under the pass's own hash, so paired clean-vs-corrupted intervals find them
+            measured = result.extra_tests.get(test.name)
+            if measured is not None and measured.tile_stats:
+                save_tile_stats(self.run.tile_stats(test.config_hash), measured.tile_stats, task=cell.task,
+                                metric=task.primary_metric, corruption=test.corruption, severity=test.severity,
+                                trained_config_hash=cell.config_hash)  # fmt: skip
         return result_rows(cell, task, result, n_train=n_train, train_options=options,
                            cell_time_s=time.perf_counter() - cell_start, **extra)  # fmt: skip

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from mmengine.config import Config
-from mmengine.dist import is_main_process, master_only
+from mmengine.dist import get_world_size, is_main_process, master_only
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
@@ -195,8 +195,31 @@ class PretrainRunner(Runner):
         timer = self.message_hub.log_scalars.get("train/time")
         # Stored unrounded: on a fast machine two tiny iterations sum to under 0.05 s, which rounded to 0.0.
         steps = float(sum(timer.data[0])) if timer is not None else None
-        self.export_encoder(wall_time_s=time.perf_counter() - start, step_time_s=steps)
+        wall = time.perf_counter() - start
+        self.export_encoder(wall_time_s=wall, step_time_s=steps, **(self.compute() if is_main_process() else {}))
         return model
+
+    def compute(self) -> dict:
+        """What the pretraining cost, for the encoder's metadata: ``step_flops`` (matmul/conv FLOPs of one training
+        step of one process, torch's FlopCounterMode on a copy of the model and one batch, as perf/pretrain_step.py
+        counts them), ``world_size`` and ``flops`` = step FLOPs x iterations x processes. Counted once, at export;
+        {} where the step cannot be counted (the report then says "unknown", never free)."""
+        from tasks.compute import step_flops
+
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        interval = getattr(model, "diagnostic_interval", None)
+        try:
+            if interval is not None:
+                model.diagnostic_interval = 0  # a diagnostic every 10th step is measurement, not the method's step
+            flops = step_flops(model, next(iter(self.train_dataloader)))
+        except Exception as exc:  # compute is reported where countable; a failed count must not lose the encoder
+            self.logger.warning(f"pretraining step FLOPs not counted: {exc.__class__.__name__}: {exc}")
+            return {}
+        finally:
+            if interval is not None:
+                model.diagnostic_interval = interval
+        world = get_world_size()
+        return {"step_flops": flops, "world_size": world, "flops": flops * self.iter * world}
 
     @master_only
     def export_encoder(self, path: str | Path | None = None, **extra_meta) -> Path:

@@ -14,22 +14,24 @@ from rich.text import Text
 
 from tasks import task_class
 
-from .cells import Cell, expand_cells
+from .cells import Cell, corruption_plan, expand_cells
 from .rundir import RunDir
 from .spec import SweepSpec
-from .store import ResultStore
+from .store import ResultStore, is_corrupted
 
 
 def estimate_seconds(spec: SweepSpec, cells: list[Cell], frame: pd.DataFrame) -> list[tuple[float, str]]:
     """Per cell (seconds, source): median wall time of finished cells of the same task and backbone in
     the store, else of the same task, else the budget's iterations times the task's ``seconds_per_iter_guess``."""
+    if not frame.empty:  # a corrupted test pass is not a cell: its seconds are a test's, not a cell's
+        frame = frame[~is_corrupted(frame)]
     ok = frame[frame["status"] == "ok"].drop_duplicates("config_hash") if not frame.empty else frame
     by_backbone = ok.groupby(["task", "backbone"])["wall_time_s"].median().to_dict() if not ok.empty else {}
     by_task = ok.groupby("task")["wall_time_s"].median().to_dict() if not ok.empty else {}
     out = []
     for c in cells:
-        if (c.task, c.backbone) in by_backbone:
-            out.append((float(by_backbone[c.task, c.backbone]), "store"))
+        if (c.task, c.shown_backbone) in by_backbone:
+            out.append((float(by_backbone[c.task, c.shown_backbone]), "store"))
         elif c.task in by_task:
             out.append((float(by_task[c.task]), "store (task)"))
         else:
@@ -48,8 +50,9 @@ def plan(spec: SweepSpec, run_dir: str | Path, force: bool = False) -> pd.DataFr
     for cell, (seconds, source) in zip(cells, estimate_seconds(spec, cells, frame)):
         chash = cell.config_hash
         status = "todo" if force else "done" if chash in ok else "failed" if chash in seen else "todo"
-        row = {k: getattr(cell, k) for k in ("backbone", "task", "dataset", "fraction", "split_seed", "train_seed")}
-        rows.append({**row, "config_hash": chash, "status": status, "estimate_s": seconds, "estimate_from": source})
+        row = {k: getattr(cell, k) for k in ("task", "dataset", "fraction", "split_seed", "train_seed")}
+        rows.append({"backbone": cell.shown_backbone, **row, "config_hash": chash, "status": status,
+                     "estimate_s": seconds, "estimate_from": source, "passes": len(cell.passes)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -73,7 +76,7 @@ def print_plan(spec: SweepSpec, run_dir: str | Path, console: Console, force: bo
     for entry in spec.pretrain:  # the first stage; its time is not estimated (see the config's own notes)
         state = "done" if RunDir(run_dir).encoder(entry["name"]).is_file() else "to run first (not in the estimate)"
         console.print(f"pretrain {entry['name']}: {entry['config']} - {state}", highlight=False)
-    checkpoints = {b["name"]: b.get("checkpoint") for b in spec.backbones}
+    checkpoints = {b.get("label") or b["name"]: b.get("checkpoint") for b in spec.backbones}
     for backbone, rows in cells.groupby("backbone", sort=False):
         title = f"{backbone}" + (f" ({checkpoints[backbone]})" if checkpoints.get(backbone) else "")
         table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", title_style="bold")
@@ -100,11 +103,28 @@ def print_plan(spec: SweepSpec, run_dir: str | Path, console: Console, force: bo
     )
     todo = cells[cells["status"] != "done"]
     total = todo["estimate_s"].sum()
+    if spec.corruptions:
+        print_robustness(spec, cells, console)
     line = f"{len(cells)} cells: {len(cells) - len(todo)} done, {len(todo)} to run (failed ones run again); "
     line += f"estimated {format_duration(total)} of compute"
     if jobs > 1:
         line += f", about {format_duration(total / jobs)} with --jobs {jobs}"
     console.print(line + ". Nothing was run (--dry-run).", highlight=False)
+
+
+def print_robustness(spec: SweepSpec, cells: pd.DataFrame, console: Console) -> None:
+    """What the ``corruptions`` add: corrupted test passes per task (test passes only, in the cells' estimates:
+    no retraining) and, per task, the corruptions it skips and why."""
+    passes = cells.groupby("task", sort=False)["passes"].agg(["first", "sum"])
+    console.print(f"robustness: {int(passes['sum'].sum())} corrupted test passes after the cells' clean tests "
+                  f"({', '.join(f'{t}: {int(n)} per cell' for t, n in passes['first'].items())})",
+                  highlight=False)  # fmt: skip
+    notes = {}
+    for cell in expand_cells(spec):
+        for note in corruption_plan(spec, cell)[1]:
+            notes.setdefault(note, None)
+    for note in notes:
+        console.print(f"  skipped: {note}", highlight=False)
 
 
 class EtaColumn(ProgressColumn):

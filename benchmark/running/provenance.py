@@ -91,23 +91,24 @@ def environment() -> dict[str, str]:
     return {k: str(v) for k, v in collect_env().items() if k not in skip}
 
 
-def cell_provenance(config: dict) -> dict:
-    """What a cell ran with, written as JSON when it starts: its config, code, environment, libraries, machine."""
+def cell_provenance(config: dict, **extra) -> dict:
+    """What a cell ran with, written as JSON when it starts: its config, code, environment, libraries, machine
+    (``extra``: more of what it runs, e.g. its corrupted test passes and the corruptions it skips)."""
     from datetime import datetime, timezone
 
     return {
         "config": config, "code_version": code_version(), "code_fingerprint": code_fingerprint(),
         "hardware": hardware(), "host": platform.node(), "torch_threads": torch.get_num_threads(),
         "environment": environment(), "libraries": library_versions(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra,
     }  # fmt: skip
 
 
-def write_provenance(path: str | Path, config: dict) -> Path:
+def write_provenance(path: str | Path, config: dict, **extra) -> Path:
     """The cell's provenance (``RunDir.provenance(config_hash)``), written atomically."""
     from .rundir import write_json_atomic
 
-    return write_json_atomic(path, cell_provenance(config))
+    return write_json_atomic(path, cell_provenance(config, **extra))
 
 
 def config_hash(config: dict, length: int = 16) -> str:

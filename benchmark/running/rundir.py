@@ -6,6 +6,7 @@ A run directory (``results/runs/<name>`` by default) holds::
     timing.json                  wall time of the sweep's stages (``perf/harness.py --run`` reads it)
     results.parquet, results.csv the result store (``benchmark.running.store``), with results.parts/ and its lock
     cells/<config hash>/         a cell's work dir: provenance.json, tile_stats.npz, error.log, mmengine's logs
+    cells/<pass hash>/           tile_stats.npz of a corrupted test pass of a cell (its rows carry that hash)
     logs/<cell>_<hash>.log       a cell's log as the sweep saw it (its output, mmengine's log, the traceback)
     pretrain/<name>/             a pretraining stage's work dir; encoder.pth is the encoder it exported
     submitit/<job id>/           what submitit keeps of each Slurm job

@@ -15,6 +15,7 @@ from mmengine.config import Config
 
 import backbones
 from rsdatasets import dataset_class, list_datasets
+from rsdatasets.corruptions import SEVERITIES
 from tasks import PROTOCOLS, TrainBudget, get_task
 from tasks.tracking import parse_tracking
 
@@ -59,6 +60,9 @@ class SweepSpec:
     # Experiment tracking of every cell's curves (tasks/tracking.py): "tensorboard", "wandb", "mlflow", a list or a
     # dict. Not in any cell's hash: it changes no number, so turning it on or off never makes a row stale.
     tracking: Any = None
+    # Test-time corruptions (rsdatasets/corruptions.py): [dict(name="gaussian_noise", severities=[1, 3], seed=0), ...].
+    # Each trained cell is tested again on corrupted copies of its test split (no retraining), rows of their own.
+    corruptions: list[dict] = field(default_factory=list)
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: dict | None = None) -> SweepSpec:
@@ -100,6 +104,7 @@ class SweepSpec:
     def validate(self) -> None:
         """Fail before any training on a typo: fractions, backbone, task and dataset names, budget keys."""
         self._check_fractions(self.fractions)
+        self.corruption_passes()
         for b in self.backbones:
             backbones.get_entry(b["name"])
             if b.get("checkpoint") and not pretrain_reference(b["checkpoint"]) and not Path(b["checkpoint"]).is_file():
@@ -108,6 +113,7 @@ class SweepSpec:
                     f"checkpoint {b['checkpoint']} of backbone {b['name']} does not exist "
                     f"(relative paths are taken from the current directory); {how}"
                 )
+        self._check_labels()
         check_entries(self.pretrain, [b.get("checkpoint") for b in self.backbones])
         parse_tracking(self.tracking)
         unknown_tasks = sorted(set(self.datasets) - set(self.tasks))
@@ -150,6 +156,39 @@ class SweepSpec:
             ref = pretrain_reference(b.get("checkpoint"))
             resolved.append(dict(b, checkpoint=str(run.encoder(ref))) if ref else b)
         return replace(self, backbones=resolved)
+
+    def corruption_passes(self) -> list[tuple[str, int, int]]:
+        """``corruptions`` as (name, severity, seed) test passes, in spec order; one clear error for a bad entry."""
+        passes = []
+        for entry in self.corruptions:
+            if not isinstance(entry, dict) or "name" not in entry or not entry.get("severities"):
+                raise ValueError(f"a corruption is dict(name=..., severities=[...], seed=0), got {entry!r}")
+            unknown = sorted(set(entry) - {"name", "severities", "seed"})
+            if unknown:
+                raise ValueError(f"corruption {entry['name']!r}: unknown keys {unknown}; known: name, severities, seed")
+            name = entry["name"]
+            if name not in SEVERITIES:
+                raise ValueError(f"unknown corruption {name!r}; known: {', '.join(SEVERITIES)}")
+            levels = len(SEVERITIES[name])
+            for severity in entry["severities"]:
+                if isinstance(severity, bool) or not isinstance(severity, int) or not 1 <= severity <= levels:
+                    raise ValueError(f"corruption {name!r} has severities 1..{levels}, got {severity!r}")
+                passes.append((name, severity, int(entry.get("seed", 0))))
+        if len(set(passes)) < len(passes):
+            raise ValueError(f"a corruption pass is listed twice in {self.corruptions}")
+        return passes
+
+    def _check_labels(self) -> None:
+        """A backbone's ``label`` is the name its rows use: a non-empty string that no other entry shows."""
+        shown = [b.get("label") or b["name"] for b in self.backbones]
+        for i, b in enumerate(self.backbones):
+            if "label" not in b:
+                continue
+            if not isinstance(b["label"], str) or not b["label"].strip():
+                raise ValueError(f"backbone {b['name']}: label must be a non-empty string, got {b['label']!r}")
+            if b["label"] in shown[:i] + shown[i + 1 :]:
+                raise ValueError(f"backbone label {b['label']!r} is already the name of another backbone entry; "
+                                 "give each entry its own label")  # fmt: skip
 
     @staticmethod
     def _check_fractions(fractions) -> None:

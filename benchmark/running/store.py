@@ -44,6 +44,22 @@ COLUMNS = [
     "wall_time_s", "created",
 ]  # fmt: skip
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())
+#: Values of a row's ``corruption`` that mean a clean test pass (a missing column or NaN means clean too).
+CLEAN = ("", "none", "clean")
+
+
+def is_corrupted(frame: pd.DataFrame):
+    """Per row (a boolean array): is it a corrupted test pass of a cell rather than the cell's clean test?
+
+    A corrupted pass (``corruption`` and ``severity`` set, its own ``config_hash``) is the trained cell tested
+    again; it is never a cell of its own, so anything that counts cells or clean scores leaves it out.
+    """
+    import numpy as np
+
+    if "corruption" not in frame:
+        return np.zeros(len(frame), dtype=bool)
+    names = frame["corruption"]
+    return (names.notna() & ~names.astype(str).str.strip().str.lower().isin(CLEAN)).to_numpy()
 
 
 def _key_of(frame: pd.DataFrame) -> pd.Series:

@@ -3,12 +3,13 @@
 Checks, each a list of problems (empty = fine):
 
 * ``duplicates``: a (config hash, metric) with more than one row;
-* ``missing``: cells of the run's spec (``RUN_DIR/sweep_spec.json``, written by every sweep) without an ``ok`` row;
+* ``missing``: cells of the run's spec (``RUN_DIR/sweep_spec.json``, written by every sweep) without an ``ok`` row,
+  and corrupted test passes of finished cells without one;
 * ``non-finite``: ``ok`` rows whose value is NaN or infinite;
 * ``csv``: ``results.csv`` that does not hold the same rows as ``results.parquet``, or cells appended since the
   last consolidation (part files not yet folded into the table; ``--fix`` folds them in);
-* ``stale``: rows whose config hash is no cell of the spec under this checkout's code (another code version,
-  or a spec that changed since);
+* ``stale``: rows whose config hash is no cell (nor corrupted test pass of one) of the spec under this checkout's
+  code (another code version, or a spec that changed since);
 * ``mixed``: ``ok`` rows from more than one code fingerprint.
 """
 
@@ -70,9 +71,12 @@ def verify(run_dir: str | Path, fix: bool = False) -> Verification:
     spec = SweepSpec(**json.loads(spec_path.read_text()))
     spec = spec.with_pretrained(run_dir)
     expected = {c.config_hash: c for c in expand_cells(spec)}
+    passes = {p.config_hash: (c, p) for c in expected.values() for p in c.passes}
     done = set(ok["config_hash"])
     out.problems["missing"] = [expected[h].label() for h in expected if h not in done]
-    stale = sorted(set(frame["config_hash"]) - set(expected))
+    out.problems["missing"] += [f"{c.label()}: test pass {p.name}" for h, (c, p) in passes.items()
+                                if c.config_hash in done and h not in done]  # fmt: skip
+    stale = sorted(set(frame["config_hash"]) - set(expected) - set(passes))
     out.problems["stale"] = [f"{h}: no cell of the spec under this code" for h in stale]
     return out
 
