@@ -147,6 +147,17 @@ class MultiModalSwin(_MultiModalStem):
         x = self._fused_stem(inputs).permute(0, 2, 3, 1)
         return self.net.patch_embed.norm(x).permute(0, 3, 1, 2)
 
+    def set_drop_path_rate(self, rate: float) -> None:
+        """Stochastic depth rising linearly over all blocks to ``rate`` (timm's rule, as the official Swin's
+        ``drop_path_rate``), for an encoder built or loaded without it (the released Swin-B recipes use 0.3-0.5)."""
+        from timm.layers import DropPath
+        from timm.layers.drop import calculate_drop_path_rates
+
+        blocks = [block for stage in self.net.layers for block in stage.blocks]
+        for block, p in zip(blocks, calculate_drop_path_rates(rate, len(blocks))):
+            for name in ("drop_path1", "drop_path2"):
+                setattr(block, name, DropPath(p) if p > 0 else nn.Identity())
+
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = x.permute(0, 2, 3, 1)  # timm's Swin stages work on B x h x w x C
         feats = []

@@ -190,6 +190,31 @@ class MultiModalViT(nn.Module):
                 feats[i] = out[:, prefix:].transpose(1, 2).reshape(b, c, h, w)
         return [feats[i] for i in self.out_indices]
 
+    def get_layer_depth(self, param_name: str, prefix: str = "") -> tuple[int, int]:
+        """(depth, number of depths) of a parameter, for layer-wise lr decay (mmpretrain's
+        ``LearningRateDecayOptimWrapperConstructor`` and its ViT's rule): patch embeddings, position
+        embedding and prefix tokens at 0, block i at i + 1, and everything after the blocks (the final norm,
+        the pyramid, and any parameter outside ``prefix``: the task's head) at the top, lr scale 1."""
+        num_layers = len(self.vit.blocks) + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        name = param_name[len(prefix) :]
+        if name.startswith(("patch_embeds.", "vit.patch_embed.", "vit.cls_token", "vit.reg_token", "vit.pos_embed")):
+            return 0, num_layers
+        if name.startswith("vit.blocks."):
+            return int(name.split(".")[2]) + 1, num_layers
+        return num_layers - 1, num_layers
+
+    def set_drop_path_rate(self, rate: float) -> None:
+        """Stochastic depth in the encoder's blocks, rising linearly from 0 at the first to ``rate`` at the
+        last (timm's ``drop_path_rate`` rule, applied to an encoder built or loaded without it)."""
+        from timm.layers import DropPath
+        from timm.layers.drop import calculate_drop_path_rates
+
+        for block, p in zip(self.vit.blocks, calculate_drop_path_rates(rate, len(self.vit.blocks))):
+            for name in ("drop_path1", "drop_path2"):
+                setattr(block, name, DropPath(p) if p > 0 else nn.Identity())
+
     grad_checkpointing = False
 
     def set_speed_options(self, grad_checkpointing: bool = False, fused_attn: bool = True) -> None:

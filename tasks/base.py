@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -57,6 +57,12 @@ def get_task(name: str, **kwargs) -> Task:
 PROTOCOLS = ("frozen", "finetune")
 
 
+#: TrainBudget fields of the fine-tuning recipe (tasks.recipe): in the hash and the row only when not at their default.
+RECIPE_FIELDS = ("optimizer", "momentum", "backbone_lr_mult", "layer_decay", "no_decay_keys", "no_decay_1d",
+                 "drop_path_rate", "warmup_start", "warmup_fraction", "decay", "eta_min", "poly_power", "decay_iters",
+                 "step_milestones", "step_gamma", "clip_grad")  # fmt: skip
+
+
 @dataclass
 class TrainBudget:
     """How much training a cell gets, and how its checkpoint is selected.
@@ -93,15 +99,63 @@ class TrainBudget:
     channels_last: bool = False  # NHWC memory format for the model and inputs (CNN backbones)
     compile: bool = False  # torch.compile the backbone
     fused_attn: bool = True  # scaled_dot_product_attention in every ViT block (False: timm's explicit path)
+    # The fine-tuning recipe (docs/finetune.md; built by tasks.recipe through mmengine / mmpretrain). The defaults are
+    # the harness's first recipe: one AdamW lr for every parameter, decay on all of them, no drop path, linear
+    # warm-up from 1e-3 x lr, cosine to 0, gradients clipped at norm 1. Fields at their defaults stay out of the
+    # cell hash (``hashed``), so cells stored before these fields existed keep their identity.
+    optimizer: str = "AdamW"  # "AdamW", "SGD" (with ``momentum``) or "Adan" (mmpretrain's)
+    momentum: float = 0.9  # SGD only
+    backbone_lr_mult: float = 1.0  # lr multiplier of the encoder (the modules the frozen protocol freezes)
+    layer_decay: float = 1.0  # layer-wise lr decay: a block k below the top gets lr x layer_decay**k (1: off)
+    no_decay_keys: tuple[str, ...] = ()  # parameter-name substrings whose weight decay is 0 (e.g. "norm", "bias")
+    no_decay_1d: bool = False  # weight decay 0 on every 1-D parameter (biases, norm weights), timm's rule
+    drop_path_rate: float = 0.0  # stochastic depth of the encoder's last block (linear in depth, as timm)
+    warmup_start: float = 1e-3  # LinearLR start factor of the warm-up
+    warmup_fraction: float = 0.0  # warm-up as a fraction of the cell's iterations (> 0: replaces warmup_iters)
+    decay: str = "cosine"  # after the warm-up: "cosine", "poly" (PolyLR, ``poly_power``) or "step" (MultiStepLR)
+    eta_min: float = 0.0  # the lr the cosine / poly decay ends at
+    poly_power: float = 1.0
+    decay_iters: int | None = None  # the decay planned over this many iterations (None: the cell's own)
+    step_milestones: tuple[float, ...] = ()  # "step": fractions of the iterations where lr is multiplied by step_gamma
+    step_gamma: float = 0.1
+    clip_grad: float = 1.0  # max gradient norm (0: no clipping)
+
+    def __post_init__(self) -> None:
+        # Configs and JSON give lists, the CLI a bare value for one item (``--budget no_decay_keys=norm``); tuples
+        # keep the budget hashable and its defaults comparable.
+        keys, milestones = self.no_decay_keys, self.step_milestones
+        self.no_decay_keys = (keys,) if isinstance(keys, str) else tuple(keys)
+        self.step_milestones = tuple(float(m) for m in (milestones if isinstance(milestones, list | tuple) else
+                                                        (milestones,)))  # fmt: skip
+
+    def recipe_changes(self) -> dict:
+        """The recipe fields that differ from their defaults (what the row's ``train_options`` and the hash add)."""
+        defaults = TrainBudget.__dataclass_fields__
+        return {name: getattr(self, name) for name in RECIPE_FIELDS if getattr(self, name) != defaults[name].default}
+
+    def hashed(self) -> dict:
+        """What enters the cell hash: every field, except recipe fields left at their defaults.
+
+        A budget that changes nothing of the recipe hashes exactly as before the recipe fields existed.
+        """
+        out = asdict(self)
+        for name in RECIPE_FIELDS:
+            out.pop(name)
+        return {**out, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.recipe_changes().items()}}
 
     def options(self) -> str:
-        """The speed options that differ from their defaults, e.g. ``amp=bf16,grad_checkpointing``; "" if none."""
+        """The speed and recipe options that differ from their defaults, e.g. ``amp=bf16,grad_checkpointing``;
+        "" if none."""
         out = []
         if self.amp != "none":
             out.append(f"amp={self.amp}")
         out += [name for name in ("grad_checkpointing", "channels_last", "compile") if getattr(self, name)]
         if not self.fused_attn:
             out.append("fused_attn=False")
+        for name, value in self.recipe_changes().items():
+            shown = "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if isinstance(
+                value, tuple) else (f"{value:g}" if isinstance(value, float) else value)  # fmt: skip
+            out.append(f"{name}={shown}")
         return ",".join(out)
 
     def iterations(self, n_fit: int) -> int:

@@ -19,7 +19,7 @@ from rsdatasets.protocol import label_summary
 from .base import MetricInfo, Task, TiledMetric, ratio, register_task, spatial_size
 from .features import FrozenBackbone
 from .preprocess import ModalityPreprocessor
-from .probe import DenseProbe
+from .probe import DenseProbe, check_head, probe_backbone
 from .segmentation import norm_cfg
 
 #: Modalities the data has at both dates, and the sample key of their second date.
@@ -158,7 +158,9 @@ class ChangeDetectionTask(Task):
         norm: str = "GN",
         ignore_index: int = 255,
         class_weight: Sequence[float] | None = (1.0, 10.0),
+        head: str = "full",
     ) -> None:
+        self.head = check_head(head)  # "probe": the frozen protocol's linear probe under fine-tuning too
         self.head_channels = head_channels
         self.norm = norm  # GN by default: batch-size-1 training must work (BN fails on the PPM's 1x1 maps)
         self.ignore_index = ignore_index
@@ -197,8 +199,8 @@ class ChangeDetectionTask(Task):
         unknown = [m for m in modalities if m not in BITEMPORAL]
         if unknown:
             raise ValueError(f"change detection has no second date for {unknown}; use input_modalities() first")
-        if isinstance(backbone, FrozenBackbone):  # frozen protocol: a linear probe (tasks/probe.py)
-            return ChangeProbe(backbone, self.ignore_index, self.class_weight)
+        if isinstance(backbone, FrozenBackbone) or self.head == "probe":  # a linear probe (tasks/probe.py)
+            return ChangeProbe(probe_backbone(backbone), self.ignore_index, self.class_weight)
         return ChangeDetectionModel(
             backbone, modalities, self.head_channels, self.norm, self.ignore_index, self.class_weight
         )

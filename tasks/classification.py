@@ -125,7 +125,13 @@ class ClassificationTask(Task):
     seconds_per_iter_guess = 0.3
     every_stratum = True
 
-    def __init__(self, class_names: Sequence[str] = DEFAULT_CLASSES, protocol: str | None = None) -> None:
+    def __init__(self, class_names: Sequence[str] = DEFAULT_CLASSES, protocol: str | None = None,
+                 head: str = "full") -> None:  # fmt: skip
+        from .probe import check_head
+
+        # "probe": under fine-tuning too, the linear head reads the encoder's last map (as the frozen probe does)
+        # rather than the pyramid's
+        self.head = check_head(head)
         if protocol is not None:
             raise ValueError(
                 "classification's protocol is a sweep field now: protocols=['frozen'] (the linear probe) or "
@@ -138,8 +144,11 @@ class ClassificationTask(Task):
 
     def build_model(self, backbone: nn.Module, modalities: Sequence[str]) -> BaseModel:
         from .features import FrozenBackbone
+        from .probe import probe_backbone
 
-        return ClassificationModel(backbone, len(self.class_names), frozen=isinstance(backbone, FrozenBackbone))
+        frozen = isinstance(backbone, FrozenBackbone)
+        return ClassificationModel(probe_backbone(backbone) if self.head == "probe" else backbone,
+                                   len(self.class_names), frozen=frozen)  # fmt: skip
 
     def build_metric(self) -> BaseMetric:
         return ClassificationMetric(self.class_names)

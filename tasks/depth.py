@@ -27,7 +27,7 @@ from rsdatasets.protocol import label_summary
 from .base import MetricInfo, Task, TiledMetric, ratio, register_task, spatial_size
 from .features import FrozenBackbone
 from .preprocess import ModalityPreprocessor
-from .probe import DenseProbe
+from .probe import DenseProbe, check_head, probe_backbone
 from .segmentation import norm_cfg
 
 TARGETS = ("ndsm", "dsm")
@@ -177,7 +177,9 @@ class DepthTask(Task):
         norm: str = "GN",
         strata_bins: int = 4,
         beta: float = 5.0,
+        head: str = "full",
     ) -> None:
+        self.head = check_head(head)  # "probe": the frozen protocol's linear probe under fine-tuning too
         if target not in TARGETS:
             raise ValueError(f"unknown height target {target!r}; choose one of {TARGETS}")
         self.target = target
@@ -199,8 +201,8 @@ class DepthTask(Task):
         return np.digitize(means, edges).astype(np.int64)
 
     def build_model(self, backbone: nn.Module, modalities: Sequence[str]) -> BaseModel:
-        if isinstance(backbone, FrozenBackbone):  # frozen protocol: a linear probe (tasks/probe.py)
-            return DepthProbe(backbone, self.target, self.beta)
+        if isinstance(backbone, FrozenBackbone) or self.head == "probe":  # a linear probe (tasks/probe.py)
+            return DepthProbe(probe_backbone(backbone), self.target, self.beta)
         return DepthModel(backbone, self.target, self.head_channels, self.norm, self.beta)
 
     def build_metric(self) -> BaseMetric:

@@ -24,7 +24,7 @@ from rsdatasets.protocol import label_summary
 from .base import MetricInfo, Task, TiledMetric, register_task, spatial_size
 from .detectors import CenterNetHeadAnySize, build_centernet, build_detector  # noqa: F401  (CenterNetHeadAnySize)
 from .features import FrozenBackbone
-from .probe import DetectionProbeNeck
+from .probe import DetectionProbeNeck, check_head, probe_backbone
 
 DEFAULT_CLASSES = ("building", "car")
 DETECTORS = ("faster_rcnn", "centernet")
@@ -225,7 +225,10 @@ class DetectionTask(Task):
         score_thr: float = 0.05,
         max_per_img: int = 100,
         detector: str = "faster_rcnn",
+        head: str = "full",
     ) -> None:
+        # "probe": the frozen protocol's detector (CenterNet on the probe neck) under fine-tuning too
+        self.head = check_head(head)
         if detector not in DETECTORS:
             raise ValueError(f"unknown detector {detector!r}; choose one of {DETECTORS}")
         self.detector = detector
@@ -244,9 +247,10 @@ class DetectionTask(Task):
         )
 
     def build_model(self, backbone: nn.Module, modalities: Sequence[str]) -> BaseModel:
-        if isinstance(backbone, FrozenBackbone):
+        if isinstance(backbone, FrozenBackbone) or self.head == "probe":
             # Frozen protocol: CenterNet's light head on the probe grid of the encoder's maps (tasks/probe.py);
             # a detector needs more than a linear layer, but nothing else is trained.
+            backbone = probe_backbone(backbone)
             channels = list(backbone.out_channels)
             neck = dict(type=DetectionProbeNeck, in_channels=channels, out_channels=self.neck_channels)
             return build_centernet(backbone, len(self.class_names), self.neck_channels, self.max_per_img, neck=neck)

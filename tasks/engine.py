@@ -222,7 +222,7 @@ def finetune(
             cached = with_cached_features(task, backbone, splits, modalities, feature_cache, feature_key)
             train_set, val_set, test_set = cached["train"], cached.get("val"), cached["test"]
     feature_time = time.perf_counter() - feature_start if feature_cache is not None else 0.0
-    model = apply_speed_options(task.build_model(backbone, modalities), budget)
+    model = recipe.prepare_model(apply_speed_options(task.build_model(backbone, modalities), budget), budget)
     collate = partial(task.collate, modalities=tuple(modalities))
     train_loader = _loader(train_set, budget.batch_size, collate, InfiniteSampler(train_set, shuffle=True, seed=seed))
     # DefaultSampler: in order, and sharded across ranks the way mmengine's evaluator gathers results back.
@@ -252,7 +252,7 @@ def finetune(
         experiment_name=f"rsbench-{task.name}-{uuid.uuid4().hex[:8]}",  # unique: one process runs many cells
         train_dataloader=train_loader,
         train_cfg=dict(by_epoch=False, max_iters=iterations, val_interval=val_interval),
-        optim_wrapper=recipe.optim_wrapper(budget),
+        optim_wrapper=recipe.optim_wrapper(budget, model),
         param_scheduler=recipe.schedule(budget, iterations),
         test_dataloader=test_loader,
         test_cfg=dict(),

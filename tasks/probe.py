@@ -19,7 +19,54 @@ from mmengine.model import BaseModel
 from torch import Tensor, nn
 
 from .base import spatial_size
+from .features import FrozenBackbone, frozen_parts
 from .preprocess import ModalityPreprocessor
+
+#: A task's ``head`` option: its own decoder ("full": UPerNet, FPN + CenterNet, ...) or the frozen protocol's
+#: probe ("probe"), which under fine-tuning sits on the trainable encoder's maps, so that both protocols differ
+#: only in whether the encoder trains, and a small encoder's step is not mostly its decoder's.
+HEADS = ("full", "probe")
+
+
+def check_head(head: str) -> str:
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
+    return head
+
+
+class EncoderMaps(nn.Module):
+    """The encoder of a backbone as a probe sees it under fine-tuning: its own maps (before any task-side
+    pyramid), trained. The fine-tuning counterpart of ``FrozenBackbone``; the recipe's hooks
+    (``get_layer_depth``, ``set_drop_path_rate``, ``frozen_parts``) reach through to the backbone."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self._encode, self._modules_of_encoder = frozen_parts(backbone)
+        self.out_channels = list(getattr(backbone, "encoder_channels", backbone.out_channels))
+        for attr in ("modalities", "patch_size", "backbone_name", "method", "arch"):
+            if hasattr(backbone, attr):
+                setattr(self, attr, getattr(backbone, attr))
+        # Only what the backbone has: the recipe asks with hasattr whether layer decay or drop path can apply.
+        if hasattr(backbone, "get_layer_depth"):
+            self.get_layer_depth = self._layer_depth
+        for name in ("set_drop_path_rate", "set_speed_options"):
+            if hasattr(backbone, name):
+                setattr(self, name, getattr(backbone, name))
+
+    def forward(self, inputs) -> list[Tensor]:
+        return list(self._encode(dict(inputs)))
+
+    def frozen_parts(self):
+        return self.forward, list(self._modules_of_encoder)
+
+    def _layer_depth(self, param_name: str, prefix: str = "") -> tuple[int, int]:
+        return self.backbone.get_layer_depth(param_name, prefix=prefix + "backbone.")
+
+
+def probe_backbone(backbone: nn.Module) -> nn.Module:
+    """What a probe head reads: the frozen encoder as it is, a trainable one through ``EncoderMaps``."""
+    return backbone if isinstance(backbone, FrozenBackbone | EncoderMaps) else EncoderMaps(backbone)
 
 
 class ProbeFeatures(nn.Module):

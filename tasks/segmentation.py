@@ -21,7 +21,7 @@ from rsdatasets.protocol import label_summary
 from .base import MetricInfo, Task, TiledMetric, ratio, register_task, spatial_size
 from .features import FrozenBackbone
 from .preprocess import ModalityPreprocessor
-from .probe import DenseProbe
+from .probe import DenseProbe, check_head, probe_backbone
 
 DEFAULT_CLASSES = ("impervious", "building", "low_vegetation", "tree", "car", "clutter")
 
@@ -200,7 +200,9 @@ class SegmentationTask(Task):
         norm: str = "auto",
         crop_size: int | None = None,
         stride: int | None = None,
+        head: str = "full",
     ) -> None:
+        self.head = check_head(head)  # "probe": the frozen protocol's linear probe under fine-tuning too
         if norm not in ("auto", "BN", "GN", "SyncBN"):
             raise ValueError(f"segmentation norm must be auto, BN, GN or SyncBN, got {norm!r}")
         self.class_names = tuple(class_names)
@@ -224,8 +226,8 @@ class SegmentationTask(Task):
         return label_summary(dataset, "dominant_class")
 
     def build_model(self, backbone: nn.Module, modalities: Sequence[str]) -> BaseModel:
-        if isinstance(backbone, FrozenBackbone):  # frozen protocol: a linear probe (tasks/probe.py)
-            return SegmentationProbe(backbone, len(self.class_names), self.ignore_index)
+        if isinstance(backbone, FrozenBackbone) or self.head == "probe":  # a linear probe (tasks/probe.py)
+            return SegmentationProbe(probe_backbone(backbone), len(self.class_names), self.ignore_index)
         return SegmentationModel(
             backbone, len(self.class_names), self.head_channels, self.aux_weight, self.ignore_index,
             "BN" if self.norm == "auto" else self.norm,

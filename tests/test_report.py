@@ -206,6 +206,22 @@ def test_several_datasets_of_a_task_get_their_own_columns_and_curves(tmp_path):
     assert "**70.00**" in md and "**50.00**" in md  # best per dataset, not one value picked for both
 
 
+def test_a_run_with_both_protocols_gets_the_frozen_vs_fine_tuning_section(tmp_path, report_dir):
+    scores = {"frozen": {"random_init": 50.0, "mssdf": 60.0, "mae": 55.0},
+              "finetune": {"random_init": 70.0, "mssdf": 60.0, "mae": 65.0}}  # the order reversed
+    rows = [
+        dict(method=m, backbone=f"{m}_vit_t16", arch="vit_t16", task="segmentation", dataset="synthetic",
+             protocol=p, fraction=0.05, n_train=10, split_seed=0, train_seed=s, metric="mIoU", value=v + 0.1 * s,
+             status="ok", config_hash=f"{m}{p}{s}")
+        for p, by_method in scores.items() for m, v in by_method.items() for s in range(3)
+    ]  # fmt: skip
+    ResultStore(tmp_path).append(rows)
+    report_run(tmp_path, tmp_path / "out", formats=["md"])
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "Frozen vs fine-tuning" in md and "Kendall tau -1.00" in md
+    assert "Frozen vs fine-tuning" not in (report_dir[0] / "report.md").read_text()  # one protocol: no section
+
+
 def test_depth_ranks_favour_the_lowest_rmse(report_dir):
     md = (report_dir[0] / "report.md").read_text()
     ranks = md.split("## Ranks per task and label fraction")[1].split("## ")[0]

@@ -1,7 +1,6 @@
 """Sweep specs (per-task datasets, presets), --dry-run, and the local / process-pool / submitit launchers."""
 
 import math
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -57,7 +56,7 @@ def test_the_cell_hash_covers_what_decides_the_numbers(tmp_path, monkeypatch):
     for cell in cells:
         expected = {k: getattr(cell, k) for k in IDENTITY if k != "dataset"}
         expected.update(code=code_fingerprint(), checkpoint="none", backbone_kwargs=VIT, dataset=spec.dataset,
-                        modalities=["rgb", "dsm"], budget=asdict(TrainBudget(**BUDGET)),
+                        modalities=["rgb", "dsm"], budget=TrainBudget(**BUDGET).hashed(),
                         task_kwargs=dict(head_channels=16))  # fmt: skip
         assert cell_hash(spec, cell) == cell.config_hash == config_hash(expected)
     # A change to the code that computes results changes every hash (no stale row is reused).
@@ -127,7 +126,7 @@ def test_validate_names_the_problem(tmp_path, overrides, message):
     assert message in str(info.value.args[0])
 
 
-PRESETS = {"mssdf_paper": 120, "cmid_paper": 45}  # backbones x (task, dataset, fraction) x seeds
+PRESETS = {"mssdf_paper": 120, "cmid_paper": 30, "cmid_paper_swin": 30}  # backbones x (task, dataset, fraction) x seeds
 
 
 @pytest.mark.parametrize("preset, n_cells", PRESETS.items())

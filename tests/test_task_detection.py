@@ -187,3 +187,30 @@ def test_detection_learns_buildings_on_a_tiny_set(synth_root, tmp_path):
         ))  # fmt: skip
         scores[iters] = result.metrics["mAP50"]
     assert scores[300] > 30 and scores[300] > scores[1] + 20, scores
+
+
+def test_fine_tuning_with_the_frozen_protocols_centernet_head_trains_end_to_end(data, tmp_path):
+    """head="probe": under fine-tuning, the frozen protocol's detector (CenterNet on the probe neck) on the trained
+    encoder (issue 25: Faster R-CNN learns nothing at demo scale, the frozen CenterNet head does)."""
+    from tasks.features import FrozenBackbone
+    from tasks.probe import DetectionProbeNeck, EncoderMaps
+
+    train, test = data
+    task = get_task("detection", head="probe", neck_channels=32)
+    model = task.build_model(_tiny_backbone()(), ("rgb",))
+    frozen = get_task("detection", neck_channels=32).build_model(FrozenBackbone(_tiny_backbone()()), ("rgb",))
+    assert type(model) is type(frozen) and isinstance(model.neck, DetectionProbeNeck)
+    assert isinstance(model.backbone, EncoderMaps)
+    batch = model.data_preprocessor(task.collate([train[i] for i in range(2)], ("rgb",)), training=True)
+    losses = model(**batch, mode="loss")
+    sum(v.sum() for k, v in losses.items() if "loss" in k).backward()
+    block = model.backbone.backbone.vit.blocks[0].attn.qkv.weight  # the encoder trains: it gets a gradient
+    assert block.grad is not None and block.grad.abs().sum() > 0
+
+    budget = TrainBudget(max_iters=4, batch_size=2, eval_batch_size=4, warmup_iters=1, lr=2e-3, backbone_lr_mult=0.1,
+                         layer_decay=0.75, drop_path_rate=0.1)  # fmt: skip
+    result = finetune(FinetunePlan(
+        task, _tiny_backbone(), Subset(train, range(8)), Subset(test, range(4)), ("rgb",), budget, 0, tmp_path
+    ))
+    assert len(result.loss_history) == 4 and all(math.isfinite(v) for v in result.loss_history)
+    assert 0 <= result.metrics["mAP50"] <= 100

@@ -2,8 +2,9 @@
 
 A report is a list of sections in reading order: the verdict first (the aggregate across tasks and a backbone x
 task heatmap of paired differences to random init), then the label-efficiency curves, one narrow table per task,
-robustness, compute, every other table, the per-seed details and provenance. ``render`` writes a :class:`Report`
-as Markdown, LaTeX and HTML; ``summary`` is what ``rsbench report`` and the end of a sweep call.
+robustness, frozen vs fine-tuning (when a run holds both protocols), compute, every other table, the per-seed
+details and provenance. ``render`` writes a :class:`Report` as Markdown, LaTeX and HTML; ``summary`` is what
+``rsbench report`` and the end of a sweep call.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from benchmark.running.rundir import RunDir
 from . import comparisons, rows
 from .intervals import CONFIDENCE_TEXT
 from .plots import label_efficiency_plot, label_savings_plot
+from .protocols import compare_protocols, has_both_protocols, protocol_tables
 from .reference import load_reference, published_vs_ours
 from .runinfo import cells_table, config_files, counts, logged_environment, pretraining_table, wall_times
 from .summary_plots import aggregate_plot, difference_heatmap, pareto_plot, performance_profile_plot
@@ -106,6 +108,7 @@ def build_report(
         Section("label-efficiency", "Label efficiency", auc_tables(summaries.auc), curves, figures_first=True),
         Section("tasks", "Per task", task_tables(stats, paired, summaries.auc)),
         *([Section("robustness", "Robustness to corruptions", robustness)] if robustness else []),
+        *([_protocols_section(frame, metrics, paired)] if has_both_protocols(frame) else []),
         _compute_section(summaries, run_dir, figure),
         Section("all-tables", "All tables", _summary_tables(stats, paired, savings, monotone),
                 _more_figures(savings, summaries, figure)),
@@ -157,6 +160,13 @@ def _verdict_section(summaries: Summaries, paired: pd.DataFrame, figure) -> Sect
         section.figures.append(Figure("The aggregate: IQM of normalised scores and P(better than random init), "
                                       f"{CONFIDENCE_TEXT} stratified bootstrap CIs", path))  # fmt: skip
     return section
+
+
+def _protocols_section(frame: pd.DataFrame, metrics: dict, paired: pd.DataFrame) -> Section:
+    """Frozen vs fine-tuning on the cells both ran: rank agreement and the cells whose gains disagree."""
+    gains = paired.dropna(subset=["diff"])  # without tile statistics: gains bootstrapped over paired seeds instead
+    agreement = compare_protocols(frame, metrics, comparisons=gains if len(gains) else None)
+    return Section("protocols", "Frozen vs fine-tuning", protocol_tables(agreement))
 
 
 def _compute_section(summaries: Summaries, run_dir: Path, figure) -> Section:

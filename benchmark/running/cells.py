@@ -10,7 +10,7 @@ wherever it runs; nothing downstream expands or hashes it again.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from itertools import product
 from typing import NamedTuple
@@ -178,7 +178,7 @@ def cell_config(spec: SweepSpec, cell: Cell) -> dict:
         "backbone_kwargs": bkw,
         "dataset": {k: v for k, v in entry.items() if k not in CELL_OVERRIDES},
         "modalities": list(entry.get("modalities", spec.modalities)),
-        "budget": asdict(TrainBudget(**spec.budget(cell.task, cell.dataset))),
+        "budget": TrainBudget(**spec.budget(cell.task, cell.dataset)).hashed(),  # recipe defaults left out
         "task_kwargs": spec.task_options(cell.task, cell.dataset),
         **({"world_size": world} if (world := _world_size()) > 1 else {}),  # DDP changes the numbers
         # Only when set, so cells of specs without them keep their hashes: a label renames the rows, and the cell
