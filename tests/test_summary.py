@@ -245,6 +245,20 @@ def test_the_iqm_of_a_known_table_and_the_probability_of_improvement_by_hand():
     assert out.loc["mae", "n_columns"] == 2 and out.loc["mae", "n_scores"] == 8
 
 
+def test_one_run_per_column_gives_the_aggregate_without_an_interval_not_a_zero_width_one():
+    # The demo has one seed: resampling one run per column always gives the same IQM, and [x, x] would read as
+    # certainty. The point estimate stays; the interval is absent, and the table shows no brackets.
+    rows = [{"task": t, "dataset": "d", "protocol": "p", "metric": "m", "fraction": 1.0, "method": m,
+             "backbone": b, "split_seed": 0, "train_seed": 0, "score": v, "random_backbone": "rand"}
+            for t, (x, y) in {"a": (0.4, 0.0), "b": (-0.2, 0.0), "c": (0.9, 0.0)}.items()
+            for b, m, v in (("mae", "mae", x), ("rand", "random_init", y))]  # fmt: skip
+    out = aggregate_scores(pd.DataFrame(rows), n_resamples=200).set_index("backbone")
+    assert out.loc["mae", "iqm"] == pytest.approx((0.4 - 0.2 + 0.9) / 3)  # 25 % of 3 scores trims none
+    assert math.isnan(out.loc["mae", "iqm_low"]) and math.isnan(out.loc["mae", "iqm_high"])
+    assert out.loc["mae", "p_improvement"] == pytest.approx(2 / 3)
+    assert math.isnan(out.loc["mae", "p_low"]) and math.isnan(out.loc["mae", "p_high"])
+
+
 def test_the_aggregate_of_a_whole_store_uses_only_columns_every_backbone_has():
     store = _aggregate_store()
     store.add("cmid_vit_t16", "cmid", 0.1, lambda s: store.base * 0 + 70)  # CMID ran one column only

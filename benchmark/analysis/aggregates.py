@@ -112,8 +112,7 @@ def normalized_scores(rows: pd.DataFrame, anchors: pd.DataFrame | None = None,
 
 
 def _samples(values: Sequence[np.ndarray]) -> list[np.ndarray]:
-    # scipy.stats.bootstrap needs two observations per sample; a single run resampled is always itself,
-    # and so is [v, v]: the same resampling distribution.
+    # scipy.stats.bootstrap needs two observations per sample; one run resampled is itself, and so is [v, v].
     return [np.repeat(v, 2) if len(v) == 1 else v for v in values]
 
 
@@ -162,14 +161,16 @@ def aggregate_scores(scores: pd.DataFrame, confidence: float = CONFIDENCE, n_res
         if order:
             mine = samples_of(own)
             record["iqm"] = float(_iqm(*mine))
-            ci = _bootstrap(_samples(mine), _iqm, confidence, n_resamples, seed)
+            # One run in every column leaves nothing to resample: no interval rather than a zero-width one.
+            single = all(len(v) == 1 for v in mine)
+            ci = (math.nan,) * 2 if single else _bootstrap(_samples(mine), _iqm, confidence, n_resamples, seed)
             record.update(iqm_low=ci[0], iqm_high=ci[1])
             random = record["random_backbone"]
             if backbone != random and random in set(scores["backbone"]):
                 theirs = samples_of(scores[scores["backbone"] == random])
                 record["p_improvement"] = float(_probability_of_improvement(*mine, *theirs))
-                ci = _bootstrap(_samples(mine) + _samples(theirs), _probability_of_improvement, confidence,
-                                n_resamples, seed)  # fmt: skip
+                ci = (math.nan,) * 2 if single and all(len(v) == 1 for v in theirs) else _bootstrap(
+                    _samples(mine) + _samples(theirs), _probability_of_improvement, confidence, n_resamples, seed)
                 record.update(p_low=ci[0], p_high=ci[1])
         records.append(record)
     return pd.DataFrame.from_records(records, columns=columns)

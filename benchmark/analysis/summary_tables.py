@@ -65,6 +65,8 @@ def aggregate_table(aggregate: pd.DataFrame, anchors: pd.DataFrame) -> DisplayTa
             f"tasks x fractions x seeds [{CONFIDENCE_TEXT} stratified bootstrap CI]; P(better than random init): that "
             "a run beats a run of random init (Mann-Whitney), averaged over columns; columns every backbone ran"
             + (f"; {dropped} left out (their reference does not beat random init)" if dropped else "")
+            + ("; no interval where every column has one run (nothing to resample)"
+               if rows["iqm_low"].isna().any() else "")
             + "; definitions: docs/reports.md")  # fmt: skip
     return DisplayTable(title, text, bold, note)
 
