@@ -273,7 +273,9 @@ corruptions = [dict(name="missing_dsm", severities=[3]), dict(name="gaussian_noi
     assert stats.loc[stats["backbone"] == "supervised_vit_t16", "auc_diff_low"].notna().all()
     aggregate = pd.read_csv(run / "aggregate.csv").set_index("backbone")
     assert set(aggregate.index) == {"random_init_vit_t16", "supervised_vit_t16"} and aggregate["iqm"].notna().all()
-    assert aggregate.loc["supervised_vit_t16", "iqm_low"] <= aggregate.loc["supervised_vit_t16", "iqm_high"]
+    # One training seed per column: nothing to resample, so the aggregate has no interval and the report says why.
+    assert aggregate[["iqm_low", "iqm_high"]].isna().all().all()
+    assert "no interval where every column has one run" in md
     compute = pd.read_csv(run / "compute.csv").set_index("backbone")
     assert compute.loc["random_init_vit_t16", "pretrain_flops"] == 0
     assert compute.loc["supervised_vit_t16", "pretrain_flops"] > 0 and (run / "pareto.png").is_file()
