@@ -37,6 +37,7 @@ ROWS = {
     "baseline": [*_BEFORE],
     "align_off": [*_BEFORE, "model.loss_weights.align=0"],
     "align_decoder": ["model.align_on=decoder"],
+    "align_decoder_tokens": ["model.align_on=decoder_tokens"],
     "position_centred": [*_BEFORE, "model.position_centred_targets=True"],
     "rec_only": [*_BEFORE, "model.loss_weights.align=0", "model.loss_weights.hsic=0", "model.loss_weights.mod=0"],
     "mse": [*_BEFORE, "model.rec_loss=mse"],
