@@ -42,7 +42,7 @@ from .generic import (
     split_fractions,
     to_unit,
 )
-from .scene_classification import Transforms, as_image, check_index
+from .scene_classification import Transforms, check_index, plot_scene_sample
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -221,18 +221,4 @@ class ImageFolder(GenericDataset):
 
     def plot(self, sample: dict[str, Any], show_titles: bool = True, suptitle: str | None = None) -> Figure:
         """The image, titled with its class (and ``prediction``, a class index or logits, if present)."""
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(4, 4.3), layout="constrained")
-        ax = fig.subplots()
-        ax.imshow(as_image(sample["rgb"]))
-        ax.set_axis_off()
-        if show_titles:
-            title = f"label: {self.classes[int(sample['label'])]}"
-            if "prediction" in sample:
-                pred = torch.as_tensor(sample["prediction"])
-                title += f"\nprediction: {self.classes[int(pred.argmax() if pred.ndim else pred)]}"
-            ax.set_title(title, fontsize=9)
-        if suptitle is not None:
-            fig.suptitle(suptitle)
-        return fig
+        return plot_scene_sample(sample, self.classes, show_titles, suptitle)

@@ -101,6 +101,27 @@ def as_image(x: Any) -> np.ndarray:
     return np.clip(x.transpose(1, 2, 0), 0.0, 1.0)
 
 
+def plot_scene_sample(sample: dict[str, Any], classes: Sequence[str], show_titles: bool = True,
+                      suptitle: str | None = None) -> Figure:  # fmt: skip
+    """The image, titled with its class (and ``prediction``, a class index or logits, if present): the ``plot()`` of
+    every scene-classification dataset."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 4.3), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(as_image(sample["rgb"]))
+    ax.set_axis_off()
+    if show_titles:
+        title = f"label: {classes[int(sample['label'])]}"
+        if "prediction" in sample:
+            pred = torch.as_tensor(sample["prediction"])
+            title += f"\nprediction: {classes[int(pred.argmax() if pred.ndim else pred)]}"
+        ax.set_title(title, fontsize=9)
+    if suptitle is not None:
+        fig.suptitle(suptitle)
+    return fig
+
+
 def stratified_split(labels: Sequence[int] | np.ndarray, train_ratio: float, seed: int) -> dict[str, np.ndarray]:
     """Sorted ``train``/``test`` indices: per class, ``round(train_ratio * n)`` seeded picks go to train."""
     labels = np.asarray(labels)
@@ -213,21 +234,7 @@ class ClassFolderDataset(Dataset):
 
     def plot(self, sample: dict[str, Any], show_titles: bool = True, suptitle: str | None = None) -> Figure:
         """The image, titled with its class (and ``prediction``, a class index or logits, if present)."""
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(4, 4.3), layout="constrained")
-        ax = fig.subplots()
-        ax.imshow(as_image(sample["rgb"]))
-        ax.set_axis_off()
-        if show_titles:
-            title = f"label: {self.classes[int(sample['label'])]}"
-            if "prediction" in sample:
-                pred = torch.as_tensor(sample["prediction"])
-                title += f"\nprediction: {self.classes[int(pred.argmax() if pred.ndim else pred)]}"
-            ax.set_title(title, fontsize=9)
-        if suptitle is not None:
-            fig.suptitle(suptitle)
-        return fig
+        return plot_scene_sample(sample, self.classes, show_titles, suptitle)
 
     def __repr__(self) -> str:
         return (
