@@ -2,6 +2,7 @@
 and the analysis that uses them (paired comparisons, label savings, does random init rise with labels)."""
 
 import math
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -211,7 +212,7 @@ def _store(tmp_path, specs):
     rows = []
     for backbone, fraction, seed, p in specs:
         chash = f"{backbone}-{fraction}-{seed}"
-        noise = np.random.default_rng(abs(hash(chash)) % 2**32).random(200) * 0.1
+        noise = np.random.default_rng(zlib.crc32(chash.encode())).random(200) * 0.1
         stats = {"correct": (hard + noise < p + 0.05).astype(float)}
         save_tile_stats(RunDir(tmp_path).tile_stats(chash), stats, task="classification", metric="OA")
         method = "random_init" if backbone.startswith("random") else backbone.split("_vit")[0]
