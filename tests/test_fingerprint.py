@@ -36,7 +36,10 @@ def test_the_cell_key_of_a_fixed_cell_is_pinned():
     assert cell.cell_key == cell_key(cell_config(_tiny(), cell)) == "60a28591f14dbfbe"
 
 
-@pytest.mark.parametrize("preset, digest", [("demo", "a4b6328613e6f3e0"), ("study_synthetic", "6f389444a6c4a462")])
+@pytest.mark.parametrize("preset, digest", [
+    ("demo", "a4b6328613e6f3e0"), ("study_synthetic", "6f389444a6c4a462"),
+    ("study_finetune_synthetic", "daea9e228d7bfaa3"),  # the cells of docs/results/study_finetune_synthetic (f481f00)
+])
 def test_presets_on_a_shared_base_keep_their_cells(preset, digest):
     spec = SweepSpec.from_file(REPO / "configs" / "sweeps" / f"{preset}.py").with_pretrained("/tmp/rd")
     assert _digest([c.cell_key for c in expand_cells(spec)]) == digest

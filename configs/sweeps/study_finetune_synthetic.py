@@ -2,7 +2,7 @@
 # predict it? Both protocols on the same encoders, tasks, fractions and seeds, in one store, so the report can
 # put them side by side (benchmark/analysis/protocols.py: Kendall tau of the backbones' order, and the cells
 # whose gains over random init disagree beyond their CIs; the report adds that section when a run holds both).
-# NOT RUN YET: no result of this preset exists; the numbers below are from the tuning runs in docs/finetune.md.
+# Run at f481f00: docs/results/study_finetune_synthetic/ (report, CSVs, run notes); verdict in the README.
 #  1. pretraining as the demo's (configs/sweeps/demo.py): MSSDF, CMID, MAE and the supervised control, each the
 #     8-epoch CPU config on the first 384 pool tiles (96 steps);
 #  2. 5 backbones (those four and random init, ViT-Ti/8 at 64 px; _base_/synthetic_vit-t8_five-tasks_frozen.py)
@@ -16,13 +16,12 @@
 #     clipping at 1. Why 1e-4: with the encoder at 1e-3 (a multiplier of 0.1 on the probe's 1e-2) the control's
 #     lead over random init on height at 5 % was unresolved (-0.18 RMSE [-0.40, 0.05]); at 1e-4 it was resolved
 #     in both seeds tried (docs/finetune.md, "What we measured so far").
-# Sizing: 100 iterations per cell (20 epochs with a floor of 100: both fractions get 100), 3 validation checks,
-# batch 16, the probe head instead of UPerNet / GN heads / Faster R-CNN, so a fine-tuning step is mostly the
-# encoder's (perf/finetune_step.py). Measured in the tuning runs (exactly this budget, on 2 cores shared with
-# other runs): 62-554 s per fine-tuning cell, 4620 s for 20 cells (a mean of 231 s). So the 100 fine-tuning
-# cells are roughly 1.7-6.4 h of cell time (about halved by --jobs 2 on two free cores): 2 h only if quiet cells
-# run near the fastest measured. The 100 frozen cells take seconds each (features cached), the pretraining
-# ~9 min. Estimated, not measured; train_seeds=[0] halves it.
+# Sizing for 2 hours on 2 cores: 100 iterations per cell (20 epochs with a floor of 100: both fractions get
+# 100), 3 validation checks, batch 16, and the probe head instead of UPerNet / GN heads / Faster R-CNN, so
+# a fine-tuning step is 83-93 % encoder (perf/finetune_step.py, docs/performance.md) and costs 0.3-0.56 s on
+# 2 threads. Measured in the run (2026-12-05, quiet, --jobs 2): pretraining 5.0 min, a fine-tuning cell 49-54 s
+# (change detection 103 s: two dates; MSSDF on RGB + DSM 100 s: twice the tokens), a frozen cell 0.4-8 s;
+# 1 h 06 min in all. More seeds or fractions scale the cell time linearly: a third training seed adds ~30 min.
 #
 #   rsbench sweep configs/sweeps/study_finetune_synthetic.py --dry-run
 #   rsbench sweep configs/sweeps/study_finetune_synthetic.py --jobs 2
