@@ -111,11 +111,6 @@ def normalized_scores(rows: pd.DataFrame, anchors: pd.DataFrame | None = None,
     return pd.concat(out, ignore_index=True)
 
 
-def _samples(values: Sequence[np.ndarray]) -> list[np.ndarray]:
-    # scipy.stats.bootstrap needs two observations per sample; one run resampled is itself, and so is [v, v].
-    return [np.repeat(v, 2) if len(v) == 1 else v for v in values]
-
-
 def _iqm(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
     return scipy_stats.trim_mean(np.concatenate(samples, axis=axis), 0.25, axis=axis)
 
@@ -161,22 +156,24 @@ def aggregate_scores(scores: pd.DataFrame, confidence: float = CONFIDENCE, n_res
         if order:
             mine = samples_of(own)
             record["iqm"] = float(_iqm(*mine))
-            # One run in every column leaves nothing to resample: no interval rather than a zero-width one.
-            single = all(len(v) == 1 for v in mine)
-            ci = (math.nan,) * 2 if single else _bootstrap(_samples(mine), _iqm, confidence, n_resamples, seed)
+            ci = _bootstrap(mine, _iqm, confidence, n_resamples, seed)
             record.update(iqm_low=ci[0], iqm_high=ci[1])
             random = record["random_backbone"]
             if backbone != random and random in set(scores["backbone"]):
                 theirs = samples_of(scores[scores["backbone"] == random])
                 record["p_improvement"] = float(_probability_of_improvement(*mine, *theirs))
-                ci = (math.nan,) * 2 if single and all(len(v) == 1 for v in theirs) else _bootstrap(
-                    _samples(mine) + _samples(theirs), _probability_of_improvement, confidence, n_resamples, seed)
+                ci = _bootstrap(mine + theirs, _probability_of_improvement, confidence, n_resamples, seed)
                 record.update(p_low=ci[0], p_high=ci[1])
         records.append(record)
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-def _bootstrap(samples, statistic, confidence, n_resamples, seed) -> tuple[float, float]:
+def _bootstrap(values: Sequence[np.ndarray], statistic, confidence, n_resamples, seed) -> tuple[float, float]:
+    """Stratified percentile CI of ``statistic`` over the runs of each column (``values``: one array per column)."""
+    if all(len(v) == 1 for v in values):
+        return math.nan, math.nan  # one run in every column leaves nothing to resample: no zero-width interval
+    # scipy.stats.bootstrap needs two observations per sample; one run resampled is itself, and so is [v, v].
+    samples = [np.repeat(v, 2) if len(v) == 1 else v for v in values]
     result = scipy_stats.bootstrap(
         samples, statistic, vectorized=True, paired=False, n_resamples=n_resamples, confidence_level=confidence,
         method="percentile", rng=np.random.default_rng(seed),
